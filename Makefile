@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lab bench examples native clean
+
+setup: $(STAMP) native
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,lab]'
+	touch $(STAMP)
+
+# The native instruction-accounting hook (pure-Python fallback when absent).
+native: $(STAMP)
+	$(BIN)/python -m sim.cpu.blockcount --build
+
+demo: setup
+	$(BIN)/sim boot hello --trace -- hello from the demo
+
+test: setup
+	$(BIN)/pytest tests
+	$(BIN)/pytest --nbmake labs
+
+lab: setup
+	$(BIN)/jupyter lab labs
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+# Rebuild the bundled example images from source (needs gcc).
+examples: setup
+	$(BIN)/python -m sim.examples --rebuild
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
