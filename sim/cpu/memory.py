@@ -1,0 +1,78 @@
+"""Guest memory: one block of guest-physical RAM with bound-checked access.
+
+Every guest pointer that crosses into the host goes through ``check`` (or a
+read/write that calls it) exactly once, at the personality boundary. A bad
+pointer raises ``GuestMemoryError``; personalities turn that into an error
+result or a contained guest stop, never a host crash.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from unicorn import UC_PROT_ALL, Uc, UcError
+
+
+class GuestMemoryError(Exception):
+    def __init__(self, addr: int, size: int, reason: str):
+        super().__init__(f"guest pointer {addr:#x}+{size} {reason}")
+        self.addr = addr
+        self.size = size
+        self.reason = reason
+
+
+class GuestMemory:
+    """RAM mapped at guest-physical 0 .. size; page tables map it 1:1."""
+
+    def __init__(self, uc: Uc, size: int):
+        if size <= 0 or size % 0x1000:
+            raise ValueError(f"guest memory size {size} is not a positive multiple of 4 KiB")
+        self.uc = uc
+        self.size = size
+        uc.mem_map(0, size, UC_PROT_ALL)
+
+    def check(self, addr: int, size: int) -> None:
+        if size < 0 or addr < 0:
+            raise GuestMemoryError(addr, size, "is negative")
+        if addr + size > self.size:
+            raise GuestMemoryError(addr, size, f"is outside guest memory (0x0-{self.size:#x})")
+
+    def read(self, addr: int, size: int) -> bytes:
+        self.check(addr, size)
+        if size == 0:
+            return b""
+        return bytes(self.uc.mem_read(addr, size))
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.check(addr, len(data))
+        if data:
+            try:
+                self.uc.mem_write(addr, bytes(data))
+            except UcError as err:  # pragma: no cover - checked above; keep the reason
+                raise GuestMemoryError(addr, len(data), f"could not be written ({err})") from err
+
+    def read_u64(self, addr: int) -> int:
+        return struct.unpack("<Q", self.read(addr, 8))[0]
+
+    def read_u32(self, addr: int) -> int:
+        return struct.unpack("<I", self.read(addr, 4))[0]
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<Q", value & 0xFFFF_FFFF_FFFF_FFFF))
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<I", value & 0xFFFF_FFFF))
+
+    def read_cstr(self, addr: int, max_len: int) -> bytes:
+        """Bytes up to (not including) a NUL, at most max_len of them."""
+        out = bytearray()
+        while len(out) < max_len:
+            chunk = self.read(addr + len(out), min(256, max_len - len(out), self.size - addr - len(out)))
+            if not chunk:
+                break
+            nul = chunk.find(0)
+            if nul >= 0:
+                out += chunk[:nul]
+                return bytes(out)
+            out += chunk
+        raise GuestMemoryError(addr, max_len, "is not a NUL-terminated string within bounds")

@@ -1,0 +1,333 @@
+"""A virtual CPU: Unicorn x86-64 in long mode, run in bounded slices.
+
+The vCPU knows nothing of ABIs or simulated time. It runs guest code until a
+trap (syscall, port I/O), a fault, ``hlt`` or the instruction budget, and
+returns an ``Exit`` saying which, with the exact number of instructions
+retired. Traps are offered to a handler *inside* the hook, so cheap calls are
+served without leaving the emulator; the handler asks for a stop when the
+caller must wait or the guest is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Callable
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
+from unicorn.unicorn_py3.unicorn import uccallback
+
+from sim.cpu.blockcount import InstructionCounter, retired_before
+from sim.cpu.memory import GuestMemory, GuestMemoryError
+
+# DESIGN.md: each Uc reserves a 1 GiB translation buffer unless told; 8 MiB served.
+TCG_BUFFER_BYTES = 8 << 20
+NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF  # non-canonical: never a real instruction address
+
+VECTOR_NAMES = {
+    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
+    8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
+    17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP",
+}
+VECTOR_MEANING = {
+    0: "divide error", 3: "breakpoint", 6: "invalid opcode", 13: "general protection",
+    14: "page fault", 8: "double fault", 12: "stack fault", 19: "SIMD exception",
+}
+# Vectors that push an error code on the handler's stack.
+ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
+TRAP_VECTORS = frozenset({1, 3, 4})  # RIP already points past the instruction
+
+SYSCALL_ARG_REGS = (X.UC_X86_REG_RAX, X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
+                    X.UC_X86_REG_R10, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
+
+_thp_disabled = False
+
+
+def _disable_thp_once() -> None:
+    """QEMU asks for a huge page per translation buffer: +2 MiB RSS per guest."""
+    global _thp_disabled
+    if _thp_disabled:
+        return
+    _thp_disabled = True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE
+    except (OSError, AttributeError):  # not Linux: nothing to save
+        pass
+
+
+class ExitKind(StrEnum):
+    TRAP = "trap"        # a served call asked to stop (wait, exit)
+    HALT = "halt"        # hlt with nothing to wake the CPU
+    FAULT = "fault"      # CPU exception the guest could not handle
+    BUDGET = "budget"    # the slice's instruction budget ran out
+
+
+@dataclass(frozen=True, slots=True)
+class Trap:
+    kind: str            # syscall | out | in
+    rip: int             # address of the trapping instruction
+    port: int = 0
+    size: int = 0
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    vector: int
+    rip: int
+    cr2: int
+    error_code: int
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return VECTOR_NAMES.get(self.vector, f"vector {self.vector}")
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    kind: ExitKind
+    retired: int
+    rip: int
+    trap: Trap | None = None
+    fault: Fault | None = None
+
+
+class VCPU:
+    def __init__(self, mem_size: int, *, prefer_native: bool = True):
+        _disable_thp_once()
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)
+        self.mem = GuestMemory(self.uc, mem_size)
+        self.counter = InstructionCounter(self.uc, prefer_native=prefer_native)
+        self.trap_handler: Callable[[Trap], bool] = _no_trap_handler
+        self.tsc: Callable[[int], int] = lambda retired: retired
+        self._stop_trap: Trap | None = None
+        self._pending_vector: int | None = None
+        self._closed = False
+        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
+        self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
+        self.uc.hook_add(UC_HOOK_INSN, self._on_in, aux1=X.UC_X86_INS_IN)
+        self._add_rdtsc_hook()
+
+    # -- set-up -----------------------------------------------------------
+    def _add_rdtsc_hook(self) -> None:
+        # The 2.1 binding refuses UC_X86_INS_RDTSC in hook_add although the C
+        # core supports it; register it with the CPUID callback shape, which is
+        # the same (uc, user_data) -> "skip the instruction" flag.
+        @uccallback(self.uc, HOOK_INSN_CPUID_CFUNC)
+        def on_rdtsc(uc: Uc, _key: int) -> int:
+            value = self.tsc(self.counter.retired)
+            uc.reg_write(X.UC_X86_REG_RAX, value & 0xFFFF_FFFF)
+            uc.reg_write(X.UC_X86_REG_RDX, (value >> 32) & 0xFFFF_FFFF)
+            return 1
+
+        self.uc._Uc__do_hook_add(UC_HOOK_INSN, on_rdtsc, 1, 0, ctypes.c_int(X.UC_X86_INS_RDTSC))
+
+    def enter_long_mode(self, *, cr3: int, gdt_base: int, gdt_limit: int, rip: int, rsp: int,
+                        nx: bool, cr0: int = 0x80010033, cr4: int = 0x620,
+                        code_selector: int = 0x08, data_selector: int = 0x10) -> None:
+        """Load the state a monitor hands its guest: paging on, flat 64-bit segments."""
+        w = self.uc.reg_write
+        w(X.UC_X86_REG_GDTR, (0, gdt_base, gdt_limit, 0))
+        w(X.UC_X86_REG_CR3, cr3)
+        w(X.UC_X86_REG_CR4, cr4)
+        efer = 0x500 | (0x800 if nx else 0)  # LME|LMA (+NXE)
+        w(X.UC_X86_REG_EFER, efer)
+        w(X.UC_X86_REG_CR0, cr0)
+        w(X.UC_X86_REG_CS, code_selector)
+        for seg in (X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_SS):
+            w(seg, data_selector)
+        w(X.UC_X86_REG_RFLAGS, 0x2)
+        w(X.UC_X86_REG_RSP, rsp)
+        w(X.UC_X86_REG_RIP, rip)
+
+    def set_exits(self, addresses: list[int]) -> None:
+        """Addresses where emulation stops exactly (after each port-I/O insn)."""
+        if addresses:
+            self.uc.ctl_exits_enabled(True)
+            self.uc.ctl_set_exits(sorted(set(addresses)))
+
+    # -- registers --------------------------------------------------------
+    def reg(self, reg_id: int) -> int:
+        return self.uc.reg_read(reg_id)
+
+    def set_reg(self, reg_id: int, value: int) -> None:
+        self.uc.reg_write(reg_id, value)
+
+    @property
+    def rip(self) -> int:
+        return self.uc.reg_read(X.UC_X86_REG_RIP)
+
+    def syscall_args(self) -> tuple[int, ...]:
+        """(nr, a0..a5) in the syscall convention: rax; rdi rsi rdx r10 r8 r9."""
+        return self.uc.reg_read_batch(SYSCALL_ARG_REGS)
+
+    # -- hooks ------------------------------------------------------------
+    def _trap(self, trap: Trap) -> None:
+        if self.trap_handler(trap):
+            self._stop_trap = trap
+            self.uc.emu_stop()
+
+    def _on_syscall(self, uc: Uc, _key: int) -> None:
+        # RIP inside the hook is the syscall instruction itself (2 bytes).
+        self._trap(Trap("syscall", uc.reg_read(X.UC_X86_REG_RIP)))
+
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:
+        self._trap(Trap("out", uc.reg_read(X.UC_X86_REG_RIP), port, size, value))
+
+    def _on_in(self, uc: Uc, port: int, size: int, _key: int) -> int:
+        self._trap(Trap("in", uc.reg_read(X.UC_X86_REG_RIP), port, size))
+        return 0xFFFF_FFFF
+
+    def _on_interrupt(self, uc: Uc, intno: int, _key: int) -> None:
+        self._pending_vector = intno
+        uc.emu_stop()
+
+    # -- running ----------------------------------------------------------
+    def run(self, max_insns: int) -> Exit:
+        """Run at most about max_insns instructions (whole blocks) from RIP."""
+        if self._closed:
+            raise RuntimeError("vCPU is closed")
+        self._stop_trap = None
+        self._pending_vector = None
+        self.counter.arm(max_insns)
+        self.uc.emu_start(self.rip, NO_UNTIL)
+        rip = self.rip
+        if self._pending_vector is not None:
+            return self._fault_exit(self._pending_vector, rip)
+        retired = self.counter.retired
+        if self._stop_trap is not None:
+            return Exit(ExitKind.TRAP, retired, rip, trap=self._stop_trap)
+        if self._just_halted(rip):
+            return Exit(ExitKind.HALT, retired, rip)
+        return Exit(ExitKind.BUDGET, retired, rip)
+
+    def _just_halted(self, rip: int) -> bool:
+        try:
+            return self.mem.read(rip - 1, 1) == b"\xf4"
+        except GuestMemoryError:
+            return False
+
+    def _fault_exit(self, vector: int, rip: int) -> Exit:
+        # The faulting block was counted whole on entry: take back the
+        # instructions from the faulting one to the end of the block.
+        retired = self.counter.retired
+        if vector not in TRAP_VECTORS:
+            block = self.counter.last_block
+            icount = self.uc.ctl_request_cache(block)[1]
+            retired = retired - icount + retired_before(self.uc, block, rip)
+        cr2 = self.uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
+        error_code = self._error_code(vector, rip, cr2)
+        fault = Fault(vector, rip, cr2, error_code, VECTOR_MEANING.get(vector, "exception"))
+        return Exit(ExitKind.FAULT, retired, rip, fault=fault)
+
+    def _error_code(self, vector: int, rip: int, cr2: int) -> int:
+        # Unicorn reports the vector only; rebuild what the CPU would push.
+        if vector != 14:
+            return 0
+        code = 0
+        if cr2 == rip:
+            code |= 0x10  # instruction fetch
+        elif self.uc.reg_read(X.UC_X86_REG_CR0) & 0x8000_0000:
+            code |= self._page_fault_bits(rip)
+        if self._page_present(cr2):
+            code |= 0x1
+        return code
+
+    def _page_fault_bits(self, rip: int) -> int:
+        from sim.cpu.disasm import writes_memory  # local: only on the fault path
+
+        try:
+            code = self.mem.read(rip, 16)
+        except GuestMemoryError:
+            return 0
+        return 0x2 if writes_memory(code, rip) else 0
+
+    def _page_present(self, addr: int) -> bool:
+        cr3 = self.uc.reg_read(X.UC_X86_REG_CR3) & 0x000F_FFFF_FFFF_F000
+        table = cr3
+        try:
+            for shift in (39, 30, 21, 12):
+                entry = self.mem.read_u64(table + 8 * ((addr >> shift) & 511))
+                if not entry & 1:
+                    return False
+                if shift in (30, 21) and entry & 0x80:
+                    return True
+                table = entry & 0x000F_FFFF_FFFF_F000
+        except GuestMemoryError:
+            return False
+        return True
+
+    # -- exceptions through the guest's IDT -------------------------------
+    def deliver(self, fault: Fault) -> str | None:
+        """Deliver a fault through the guest's IDT, as the CPU would.
+
+        Returns None when delivered, else why it could not be (no IDT, gate
+        not present, stack not writable): the caller stops the guest.
+        """
+        _sel, idt_base, idt_limit, _flags = self.uc.reg_read(X.UC_X86_REG_IDTR)
+        if idt_limit == 0:
+            return "the guest has no IDT"
+        if fault.vector * 16 + 15 > idt_limit:
+            return f"the guest's IDT has no entry for vector {fault.vector}"
+        try:
+            gate = self.mem.read(idt_base + fault.vector * 16, 16)
+        except GuestMemoryError:
+            return "the guest's IDT lies outside memory"
+        lo, sel, ist, attr, mid, hi, _ = struct.unpack("<HHBBHII", gate)
+        if not attr & 0x80:
+            return f"IDT gate {fault.vector} is not present"
+        handler = lo | (mid << 16) | (hi << 32)
+        r = self.uc.reg_read
+        rsp = r(X.UC_X86_REG_RSP)
+        if ist & 7:
+            _tsel, tss_base, _tlim, _tfl = r(X.UC_X86_REG_TR)
+            try:
+                rsp = self.mem.read_u64(tss_base + 0x24 + 8 * ((ist & 7) - 1))
+            except GuestMemoryError:
+                return "the guest's TSS lies outside memory"
+        rsp &= ~0xF
+        frame = [r(X.UC_X86_REG_SS), r(X.UC_X86_REG_RSP), r(X.UC_X86_REG_RFLAGS),
+                 r(X.UC_X86_REG_CS), fault.rip]
+        if fault.vector in ERROR_CODE_VECTORS:
+            frame.append(fault.error_code)
+        rsp -= 8 * len(frame)
+        try:
+            self.mem.write(rsp, struct.pack(f"<{len(frame)}Q", *reversed(frame)))
+        except GuestMemoryError:
+            return "the exception stack lies outside memory"
+        if fault.vector == 14:
+            self.uc.reg_write(X.UC_X86_REG_CR2, fault.cr2)
+        self.uc.reg_write(X.UC_X86_REG_RSP, rsp)
+        # Interrupt gates (type 0xE) clear IF; TF is cleared either way.
+        flags = r(X.UC_X86_REG_RFLAGS) & ~0x100
+        if attr & 0xF == 0xE:
+            flags &= ~0x200
+        self.uc.reg_write(X.UC_X86_REG_RFLAGS, flags)
+        if sel != r(X.UC_X86_REG_CS):
+            self.uc.reg_write(X.UC_X86_REG_CS, sel)
+        self.uc.reg_write(X.UC_X86_REG_RIP, handler)
+        return None
+
+    def close(self) -> None:
+        """Free Unicorn now: hooks form reference cycles that GC frees late."""
+        if self._closed:
+            return
+        self._closed = True
+        self.counter.close()
+        self.trap_handler = _no_trap_handler
+        self.tsc = lambda retired: retired
+        # The binding's finalizer calls uc_close exactly once; run it now.
+        self.uc._Uc__finalizer()
+        self.uc._callbacks.clear()
+
+
+def _no_trap_handler(trap: Trap) -> bool:
+    return True
