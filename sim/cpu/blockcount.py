@@ -1,0 +1,409 @@
+"""Deterministic instruction accounting for the vCPU.
+
+The emulator runs a guest in slices and must know exactly how many guest
+instructions each slice retired (simulated time = instructions x cycles per
+instruction / clock), and must end a slice once a budget is used up.
+:class:`InstructionCounter` does both with a UC_HOOK_BLOCK hook: each time a
+translation block is entered, its instruction count is added to
+``retired``. The native hook (``blockcount.c``, built by :func:`build`) gets
+a block's count once from ``uc_ctl_request_cache`` (``uc_tb.icount``) and
+keeps it in a small C hash table keyed by block address; the Python
+fallback counts the block's instructions with capstone, cached by address.
+Both give identical counts (tests/test_blockcount.py checks this, and checks
+both against Unicorn's own exact ``emu_start(count=N)``).
+
+Semantics of a slice (both kinds)
+---------------------------------
+``arm(budget)`` starts a slice. A block is entered only if it fits:
+the hook stops emulation *before* any block for which
+``retired + icount > budget``, except that the first block of a slice always
+runs so that every slice makes progress. Hence, for every slice,
+``retired <= max(budget, size of the slice's first block)``, and ``retired``
+is exactly the number of instructions the guest executed, at block
+granularity. The slice may end up to one block short of the budget
+(``budget_hit`` is then True and RIP is the start of the block not entered,
+so the next slice resumes there). The stop cannot be made to land on the
+budget itself without single-stepping, which is the slow ``count=`` mode;
+no budget is ever overshot. A budget of N therefore means "at most N".
+
+If emulation stops inside a block (a fault, a hook that calls emu_stop, a
+hypercall that stops mid-block), ``retired`` still includes the whole
+``last_block``. The caller corrects it with :func:`retired_before`:
+``retired - last_icount + retired_before(uc, last_block, rip)`` (for a
+fault, the faulting instruction and those after it did not retire). Stops
+at ``syscall``/``hlt``/``int n`` and at exit addresses end a block there and
+need no correction: ``hlt`` counts as retired.
+
+Findings (measured with unicorn 2.1.4 on this 2-core machine; the tests pin
+each of them down):
+
+1. A ``uc_emu_stop()`` requested from a block hook takes effect *before*
+   that block executes. Unicorn emits the block-hook call ahead of the
+   block's exit-request check (``gen_tb_start``), so the stop is seen before
+   the block's first instruction: RIP stays at the block start, no register
+   or memory effect of that block is visible, and the next ``emu_start``
+   at RIP re-enters it (its hook fires again). With the loop
+   ``mov ecx,1000; l: add rax,rcx; dec ecx; jnz l`` (one 3-instruction block
+   per iteration) and budgets 1..3001, every slice retired exactly
+   ``min(budget, ...)`` rounded down to a block boundary and the final
+   state matched ``count=retired`` runs register for register: the stop is
+   exact at block boundaries, the undershoot is < 1 block (at most 2
+   instructions in this loop) and the overshoot is 0.
+2. Blocks translated before the hook was added are not counted: they carry
+   no hook call. Running the loop once unhooked and then adding the counter
+   retired 1 instruction (the first block, translated anew because
+   ``emu_start`` begins a new lookup) instead of 3001 until the
+   translation cache was flushed (``uc.ctl_flush_tb()``). The vCPU must
+   create its counter before the first ``emu_start`` (or flush after).
+3. Exit addresses (``ctl_exits_enabled`` / ``ctl_set_exits``): translation
+   ends a block just before an exit address, and the block made at the exit
+   address itself carries no block hook, so counts stay exact: straight
+   code of 10 instructions with an exit at the 7th gave retired = 6, equal
+   to ``count=`` mode reaching the same address.
+
+The native hook also reports ``lookups`` (``uc_ctl_request_cache`` calls):
+one per distinct block, not one per block execution.
+
+Speed: see docs/performance.md, "Instruction accounting".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import unicorn
+from unicorn import UC_HOOK_BLOCK
+
+__all__ = [
+    "InstructionCounter",
+    "native_available",
+    "build",
+    "retired_before",
+    "AccountingError",
+]
+
+_HERE = Path(__file__).resolve().parent
+_SRC = _HERE / "blockcount.c"
+_EXT = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
+_LIB = _HERE / f"_blockcount{_EXT}"
+
+_UNLIMITED = (1 << 64) - 1
+
+
+class AccountingError(RuntimeError):
+    """The native hook could not learn a block's size (should not happen)."""
+
+
+def _unicorn_dirs() -> tuple[Path, Path]:
+    pkg = Path(unicorn.__file__).resolve().parent
+    return pkg / "include", pkg / "lib"
+
+
+def _uclib() -> ctypes.CDLL:
+    # The binding's own handle on libunicorn: the instance that owns every Uc.
+    from unicorn.unicorn_py3 import unicorn as _binding
+
+    return _binding.uclib
+
+
+def build(force: bool = False) -> Path:
+    """Compile blockcount.c into sim/cpu/_blockcount.<so>; return its path.
+
+    Needs only the unicorn headers: libunicorn's functions are handed to the
+    library as pointers at run time (see the comment at the top of
+    blockcount.c), so nothing is linked against the wheel's libunicorn.so.2.
+    Raises FileNotFoundError without gcc and CalledProcessError on a
+    compile error.
+    """
+    if not force and _LIB.exists() and _LIB.stat().st_mtime >= _SRC.stat().st_mtime:
+        return _LIB
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise FileNotFoundError("gcc not found: cannot build the native instruction counter")
+    include, _ = _unicorn_dirs()
+    tmp = _LIB.with_name(f"{_LIB.stem}.{os.getpid()}.tmp{_EXT}")
+    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include), str(_SRC), "-o", str(tmp)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    os.replace(tmp, _LIB)  # atomic: a concurrent loader never sees half a file
+    return _LIB
+
+
+class _State(ctypes.Structure):
+    # Mirrors the public head of struct bc_state in blockcount.c.
+    _fields_ = [
+        ("retired", ctypes.c_uint64),
+        ("budget", ctypes.c_uint64),
+        ("last_block", ctypes.c_uint64),
+        ("last_icount", ctypes.c_uint64),
+        ("lookups", ctypes.c_uint64),
+        ("last_size", ctypes.c_uint64),
+        ("budget_hit", ctypes.c_uint32),
+        ("error", ctypes.c_uint32),
+    ]
+
+
+_native: ctypes.CDLL | None = None
+
+
+def _load_native() -> ctypes.CDLL | None:
+    global _native
+    if _native is None and _LIB.exists():
+        lib = ctypes.CDLL(str(_LIB))
+        vp, u64 = ctypes.c_void_p, ctypes.c_uint64
+        lib.bc_new.restype = ctypes.POINTER(_State)
+        lib.bc_new.argtypes = [vp, vp, vp, vp, vp]
+        lib.bc_arm.restype = None
+        lib.bc_arm.argtypes = [vp, u64]
+        lib.bc_forget.restype = ctypes.c_int
+        lib.bc_forget.argtypes = [vp, u64, u64]
+        lib.bc_cached.restype = ctypes.c_int64
+        lib.bc_cached.argtypes = [vp, u64]
+        lib.bc_free.restype = None
+        lib.bc_free.argtypes = [vp]
+        _native = lib
+    return _native
+
+
+def native_available() -> bool:
+    """True if the native library is built and loads."""
+    try:
+        return _load_native() is not None
+    except OSError:
+        return False
+
+
+def _disassembler():
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.detail = False
+    return md
+
+
+def _count_insns(md, code: bytes, address: int) -> int:
+    n = 0
+    used = 0
+    for _addr, size, _m, _o in md.disasm_lite(code, address):
+        n += 1
+        used += size
+    # Bytes capstone cannot decode are one instruction to Unicorn (it
+    # translated them into an #UD raise that ends the block).
+    return n + (1 if used < len(code) else 0)
+
+
+def retired_before(uc: unicorn.Uc, block_addr: int, fault_rip: int) -> int:
+    """Instructions of the block at block_addr that lie before fault_rip.
+
+    After a stop inside a block (e.g. a fault at fault_rip), the exact count
+    for the slice is ``retired - last_icount + retired_before(...)``.
+    """
+    if fault_rip < block_addr:
+        raise ValueError("fault_rip is before the block")
+    if fault_rip == block_addr:
+        return 0
+    code = bytes(uc.mem_read(block_addr, fault_rip - block_addr))
+    n = 0
+    for addr, _size, _m, _o in _disassembler().disasm_lite(code, block_addr):
+        if addr >= fault_rip:
+            break
+        n += 1
+    return n
+
+
+class InstructionCounter:
+    """Counts retired guest instructions per slice and enforces a budget.
+
+    Create it before the first ``emu_start`` on ``uc`` (blocks translated
+    earlier carry no hook and would not be counted). ``kind`` is 'native'
+    when the C hook is built and loads (and ``prefer_native``), else
+    'python'. See the module docstring for the exact semantics.
+    """
+
+    def __init__(self, uc: unicorn.Uc, *, prefer_native: bool = True):
+        self._uc = uc
+        self._st = None
+        self._hook = None
+        self._md = _disassembler()
+        self._real: dict[tuple[int, int], int] = {}  # (addr, size) -> capstone count
+        self._retired = 0
+        self._budget = _UNLIMITED
+        self._last_block = _UNLIMITED
+        self._last_icount = 0
+        self._last_size = 0
+        self._budget_hit = False
+        lib = _load_native() if prefer_native else None
+        if lib is not None:
+            raw = _uclib()
+
+            def addr(f):
+                return ctypes.cast(f, ctypes.c_void_p).value
+
+            st = lib.bc_new(
+                uc._uch,
+                addr(raw.uc_ctl),
+                addr(raw.uc_emu_stop),
+                addr(raw.uc_hook_add),
+                addr(raw.uc_hook_del),
+            )
+            if not st:
+                raise MemoryError("cannot create the native instruction counter")
+            self._lib = lib
+            self._st = st
+            self.kind = "native"
+        else:
+            self._sizes: dict[int, tuple[int, int]] = {}  # addr -> (bytes, icount)
+            self._hook = uc.hook_add(UC_HOOK_BLOCK, self._on_block)
+            self.kind = "python"
+
+    # -- the Python fallback's hook: same rules as block_hook in the C file.
+    # It adds Unicorn's own count (uc_tb.icount) like the native hook, so
+    # that both take the same budget decisions; the capstone count of the
+    # block's bytes is what _cut_fix checks it against.
+    def _on_block(self, uc, address, size, _user_data):
+        entry = self._sizes.get(address)
+        if entry is None or entry[0] != size:
+            tb = uc.ctl_request_cache(address)
+            entry = (size, tb[1])
+            self._sizes[address] = entry
+        n = entry[1]
+        if self._retired > 0 and self._retired + n > self._budget:
+            self._budget_hit = True
+            uc.emu_stop()
+            return
+        self._retired += n
+        self._last_block = address
+        self._last_icount = n
+        self._last_size = size
+
+    def _cut_fix(self, block: int, size: int, icount: int) -> int:
+        """1 if the block was cut short by an exit address, else 0.
+
+        When an exit (or the ``until`` address) falls inside straight-line
+        code, Unicorn ends the block there with a zero-byte stop
+        pseudo-instruction that uc_tb.icount counts: the block's bytes hold
+        one instruction fewer than icount. Such a block is always the last
+        one of a run, so it is corrected when the slice is read.
+        """
+        if icount == 0 or block == _UNLIMITED:
+            return 0
+        key = (block, size)
+        real = self._real.get(key)
+        if real is None:
+            code = bytes(self._uc.mem_read(block, size)) if size else b""
+            real = self._real[key] = _count_insns(self._md, code, block)
+        return 1 if real == icount - 1 else 0
+
+    def _head(self) -> tuple[int, int, int, int, bool]:
+        """(retired, last_block, last_icount, last_size, budget_hit) raw."""
+        if self._st is not None:
+            self._check()
+            c = self._st.contents
+            return c.retired, c.last_block, c.last_icount, c.last_size, bool(c.budget_hit)
+        return (self._retired, self._last_block, self._last_icount, self._last_size,
+                self._budget_hit)
+
+    def _check(self) -> None:
+        if self._st is not None and self._st.contents.error:
+            raise AccountingError(
+                f"native counter failed to size a block (code {self._st.contents.error})"
+            )
+
+    def arm(self, budget: int) -> None:
+        """Start a slice: retired = 0; stop before exceeding budget (>= 1)."""
+        if budget < 1:
+            raise ValueError("budget must be at least 1 instruction")
+        budget = min(budget, _UNLIMITED)
+        if self._st is not None:
+            self._lib.bc_arm(self._st, budget)
+        elif self._hook is not None:
+            self._retired = 0
+            self._budget = budget
+            self._budget_hit = False
+            self._last_block = _UNLIMITED
+            self._last_icount = 0
+            self._last_size = 0
+        else:
+            raise RuntimeError("counter is closed")
+
+    @property
+    def retired(self) -> int:
+        """Instructions in blocks entered during this slice."""
+        retired, block, icount, size, _ = self._head()
+        return retired - self._cut_fix(block, size, icount)
+
+    @property
+    def last_block(self) -> int:
+        """Start of the most recently entered block (2**64-1 if none yet)."""
+        return self._head()[1]
+
+    @property
+    def last_icount(self) -> int:
+        """Instructions of last_block that are in its bytes (0 if none yet)."""
+        _, block, icount, size, _ = self._head()
+        return icount - self._cut_fix(block, size, icount)
+
+    @property
+    def budget_hit(self) -> bool:
+        """The hook stopped emulation because the next block did not fit."""
+        return self._head()[4]
+
+    @property
+    def lookups(self) -> int:
+        """Blocks sized so far (uc_ctl_request_cache calls or disassemblies)."""
+        if self._st is not None:
+            return self._st.contents.lookups
+        return len(self._sizes)
+
+    def forget(self, start: int, end: int) -> None:
+        """Drop cached block sizes for blocks starting in [start, end).
+
+        Call it when guest code in that range changes (together with
+        ``uc.ctl_remove_cache(start, end)``, which this does not do).
+        """
+        if self._st is not None:
+            if self._lib.bc_forget(self._st, start, end) != 0:
+                raise MemoryError("cannot rebuild the block table")
+        elif self._hook is not None:
+            for a in [a for a in self._sizes if start <= a < end]:
+                del self._sizes[a]
+        for k in [k for k in self._real if start <= k[0] < end]:
+            del self._real[k]
+
+    def close(self) -> None:
+        """Remove the hook and free native state. Idempotent."""
+        if self._st is not None:
+            # keep the last slice readable after close
+            (self._retired, self._last_block, self._last_icount, self._last_size,
+             self._budget_hit) = self._head()
+            self._sizes = {}
+            self._lib.bc_free(self._st)
+            self._st = None
+        elif self._hook is not None:
+            self._uc.hook_del(self._hook)
+            self._hook = None
+            self._sizes.clear()
+
+    def __enter__(self) -> InstructionCounter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _main(argv: list[str]) -> int:
+    if argv[1:] == ["--build"]:
+        path = build(force=True)
+        print(f"built {path}")
+        return 0
+    print("usage: python -m sim.cpu.blockcount --build", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))
