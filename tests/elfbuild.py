@@ -3,8 +3,8 @@
 ``build_elf`` compiles a freestanding C file (and optionally an assembly file)
 into an ET_EXEC image loaded at 1 MiB, without W+X segments. The test that
 calls it is skipped when gcc is missing. ``notes_asm`` turns note bytes into
-assembly, one section (and, with ``NOTES_LDS``, one PT_NOTE segment) per note,
-the way Solo5 lays out its images.
+assembly, one section (and, with ``notes_lds``, one PT_NOTE segment) per note,
+the way Solo5 lays out its images. ``build_with_notes`` does both.
 """
 
 from __future__ import annotations
@@ -21,31 +21,30 @@ LDFLAGS = ("-Wl,-z,noexecstack", "-Wl,-z,separate-code", "-Wl,--build-id=none",
            "-Wl,-z,max-page-size=0x1000", "-Wl,-z,norelro")
 DEFAULT_LAYOUT = ("-Wl,-Ttext-segment=0x100000",)
 
-# A Solo5-like linker script: code, read-only data carrying three notes (each
-# in its own PT_NOTE segment), data and bss, each on its own pages.
-NOTES_LDS = """\
+def notes_lds(count: int) -> str:
+    """A Solo5-like linker script: code, read-only data carrying ``count`` notes
+    (each in its own PT_NOTE segment, as sections .note.n0, .note.n1, ...), then
+    data and bss, each on its own pages."""
+    phdrs = "".join(f"  note{k} PT_NOTE;\n" for k in range(count))
+    notes = "".join(f"  .note.n{k} : {{ *(.note.n{k}) }} :rodata :note{k}\n"
+                    for k in range(count))
+    return f"""\
 ENTRY(_start)
-PHDRS {
+PHDRS {{
   text PT_LOAD FLAGS(5);
   rodata PT_LOAD FLAGS(4);
   data PT_LOAD FLAGS(6);
-  note0 PT_NOTE;
-  note1 PT_NOTE;
-  note2 PT_NOTE;
-}
-SECTIONS {
+{phdrs}}}
+SECTIONS {{
   . = 0x100000;
-  .text : { *(.text .text.*) } :text
+  .text : {{ *(.text .text.*) }} :text
   . = ALIGN(0x1000);
-  .note.n0 : { *(.note.n0) } :rodata :note0
-  .note.n1 : { *(.note.n1) } :rodata :note1
-  .note.n2 : { *(.note.n2) } :rodata :note2
-  .rodata : { *(.rodata .rodata.*) } :rodata
+{notes}  .rodata : {{ *(.rodata .rodata.*) }} :rodata
   . = ALIGN(0x1000);
-  .data : { *(.data .data.*) } :data
-  .bss : { *(.bss .bss.*) *(COMMON) } :data
-  /DISCARD/ : { *(.note.GNU-stack) *(.note.gnu.*) *(.comment) *(.eh_frame*) }
-}
+  .data : {{ *(.data .data.*) }} :data
+  .bss : {{ *(.bss .bss.*) *(COMMON) }} :data
+  /DISCARD/ : {{ *(.note.GNU-stack) *(.note.gnu.*) *(.comment) *(.eh_frame*) }}
+}}
 """
 
 
@@ -83,7 +82,7 @@ def build_elf(tmp_path: Path, c_source: str, asm_source: str | None = None,
         layout = (f"-Wl,-T,{lds}",)
     out = tmp_path / f"{name}.elf"
     cmd = [gcc, *CFLAGS, *sources, *LDFLAGS, *layout, *extra_ldflags, "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"gcc failed ({' '.join(cmd)}):\n{proc.stderr}")
     return out
@@ -107,3 +106,10 @@ void _start(void) {
     for (;;) __asm__ volatile("hlt");
 }
 """
+
+
+def build_with_notes(tmp_path: Path, *notes: bytes, c_source: str = HELLO_C,
+                     name: str = "notes") -> Path:
+    """An image whose PT_NOTE segments each hold one of ``notes`` (in order)."""
+    return build_elf(tmp_path, c_source, notes_asm(*notes), linker_script=notes_lds(len(notes)),
+                     name=name)
