@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc  # noqa: E402
-from unicorn.x86_const import UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI  # noqa: E402
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn.x86_const import UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI
 
-from sim.cpu import blockcount  # noqa: E402
-from sim.cpu.blockcount import InstructionCounter  # noqa: E402
+from sim.cpu import blockcount
+from sim.cpu.blockcount import InstructionCounter
 
 CODE_BASE = 0x1000
 BUF_BASE = 0x100000
@@ -31,9 +31,7 @@ WORDS = BUF_SIZE // 4
 # outer: xor ecx,ecx
 # inner: mov eax,[rsi+rcx*4]; add ebx,eax; rol ebx,1; inc ecx; cmp ecx,16384; jne inner
 #        dec edx; jnz outer; hlt
-KERNEL = bytes.fromhex(
-    "31C9" "8B048E" "01C3" "D1C3" "FFC1" "81F900400000" "75EF" "FFCA" "75E9" "F4"
-)
+KERNEL = bytes.fromhex("31C9 8B048E 01C3 D1C3 FFC1 81F900400000 75EF FFCA 75E9 F4")
 HLT = CODE_BASE + len(KERNEL) - 1
 assert WORDS == 0x4000
 
@@ -99,8 +97,10 @@ def main() -> None:
     args = ap.parse_args()
     blockcount.build()
     r, pr = args.rounds, args.py_rounds
-    print(f"checksum over 64 KiB x {r} rounds = {insns_for(r):,} guest instructions "
-          f"(Python counter: {pr} rounds); flat mode, best of 3")
+    print(
+        f"checksum over 64 KiB x {r} rounds = {insns_for(r):,} guest instructions "
+        f"(Python counter: {pr} rounds); flat mode, best of 3"
+    )
     rows = [
         ("bare Unicorn, no hooks", best_rate(run_bare, r)),
         ("emu_start(count=N)", best_rate(run_count, r)),

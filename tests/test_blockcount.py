@@ -17,7 +17,7 @@ HUGE = 1 << 40
 
 # mov ecx, 1000; l: add rax, rcx; dec ecx; jnz l; hlt
 # Blocks: [mov add dec jnz] once, then [add dec jnz] 999 times -> 1 + 3*1000 = 3001
-LOOP = bytes.fromhex("B9E8030000" "4801C8" "FFC9" "75F9")
+LOOP = bytes.fromhex("B9E8030000 4801C8 FFC9 75F9")
 LOOP_END = BASE + len(LOOP)  # the hlt
 LOOP_INSNS = 3001
 
@@ -28,7 +28,7 @@ STRAIGHT = b"".join(INC_RAX if i % 2 == 0 else NOP for i in range(10))
 STRAIGHT_ADDRS = [BASE + sum(3 if j % 2 == 0 else 1 for j in range(i)) for i in range(11)]
 
 # mov rax,1; inc rax; mov rbx,[0x500000] (unmapped); inc rax; hlt  -- one block
-FAULTY = bytes.fromhex("48C7C001000000" "48FFC0" "488B1C2500005000" "48FFC0" "F4")
+FAULTY = bytes.fromhex("48C7C001000000 48FFC0 488B1C2500005000 48FFC0 F4")
 FAULT_RIP = BASE + 7 + 3
 
 

@@ -8,7 +8,9 @@ translation block is entered, its instruction count is added to
 ``retired``. The native hook (``blockcount.c``, built by :func:`build`) gets
 a block's count once from ``uc_ctl_request_cache`` (``uc_tb.icount``) and
 keeps it in a small C hash table keyed by block address; the Python
-fallback counts the block's instructions with capstone, cached by address.
+fallback is a Python block hook that caches the same per-block count by
+address (and capstone, cached by address, checks the last block of a slice,
+see finding 3).
 Both give identical counts (tests/test_blockcount.py checks this, and checks
 both against Unicorn's own exact ``emu_start(count=N)``).
 
@@ -38,31 +40,45 @@ Findings (measured with unicorn 2.1.4 on this 2-core machine; the tests pin
 each of them down):
 
 1. A ``uc_emu_stop()`` requested from a block hook takes effect *before*
-   that block executes. Unicorn emits the block-hook call ahead of the
-   block's exit-request check (``gen_tb_start``), so the stop is seen before
-   the block's first instruction: RIP stays at the block start, no register
-   or memory effect of that block is visible, and the next ``emu_start``
-   at RIP re-enters it (its hook fires again). With the loop
-   ``mov ecx,1000; l: add rax,rcx; dec ecx; jnz l`` (one 3-instruction block
-   per iteration) and budgets 1..3001, every slice retired exactly
-   ``min(budget, ...)`` rounded down to a block boundary and the final
-   state matched ``count=retired`` runs register for register: the stop is
-   exact at block boundaries, the undershoot is < 1 block (at most 2
-   instructions in this loop) and the overshoot is 0.
-2. Blocks translated before the hook was added are not counted: they carry
-   no hook call. Running the loop once unhooked and then adding the counter
-   retired 1 instruction (the first block, translated anew because
-   ``emu_start`` begins a new lookup) instead of 3001 until the
-   translation cache was flushed (``uc.ctl_flush_tb()``). The vCPU must
-   create its counter before the first ``emu_start`` (or flush after).
-3. Exit addresses (``ctl_exits_enabled`` / ``ctl_set_exits``): translation
-   ends a block just before an exit address, and the block made at the exit
-   address itself carries no block hook, so counts stay exact: straight
-   code of 10 instructions with an exit at the 7th gave retired = 6, equal
-   to ``count=`` mode reaching the same address.
-
-The native hook also reports ``lookups`` (``uc_ctl_request_cache`` calls):
-one per distinct block, not one per block execution.
+   that block executes: Unicorn emits the block-hook call ahead of the
+   block's exit-request check, so RIP stays at the block start, none of the
+   block's effects are visible, and the next ``emu_start`` at RIP re-enters
+   it (its hook fires again). With ``mov ecx,1000; l: add rax,rcx; dec ecx;
+   jnz l`` (3001 instructions: a 4-instruction first block, then 999
+   3-instruction blocks), ``arm(4)`` retired 4 and left RIP at ``l`` with
+   rax=1000, rcx=999, the state ``count=4`` gives. For budgets
+   1..7, 100 and 2999..3001, every slice's end
+   state equalled the ``count=<instructions so far>`` state register for
+   register, and the slices summed to 3001 (for 25 random budgets up to
+   4000 the native and Python kinds gave identical slices). So the stop is
+   exact at block
+   boundaries: overshoot 0 (but for an oversized first block), undershoot
+   < 1 block (budget 5 gives slices of 4, 3, 3, ...). Landing exactly on
+   the budget inside a block would need count= mode or single-stepping;
+   not done, by design (see "Semantics").
+   A consequence: the hook must not stop when a block uses the budget up
+   exactly (that would cancel the block just counted); the next block's
+   hook stops instead.
+2. Blocks translated before the hook was added carry no hook call and are
+   not counted. Running the loop (to its ``hlt``) unhooked, then adding the
+   counter and running it again retired 0 instead of 3002; after
+   ``uc.ctl_flush_tb()`` it retired 3002. (When the earlier run ended at an
+   ``until`` address, Unicorn's own invalidation at that address happened to
+   retranslate the blocks and the late counter saw all 3001: whether late
+   hooks apply depends on cache history.) Create the counter before the
+   first ``emu_start``, or flush the translation cache.
+3. Exit addresses (``ctl_exits_enabled``/``ctl_set_exits``, or ``until``):
+   a block ends at an exit address and the block at the exit carries no
+   block hook, so no instruction is counted past an exit; straight code of
+   10 instructions with an exit at the 7th retired 6, the same state as
+   ``count=6``. One trap: when the exit falls inside straight-line code,
+   Unicorn ends the block with a zero-byte stop pseudo-instruction that
+   ``uc_tb.icount`` counts (10 real instructions in 20 bytes reported as
+   icount 11). Such a block is always the last of a run, so the counter
+   corrects it when ``retired``/``last_icount`` are read (capstone count of
+   the block's bytes = icount - 1, cached per block). The budget decision
+   uses Unicorn's icount in both kinds, so the two kinds take identical
+   decisions; for an exit-cut block that is one instruction conservative.
 
 Speed: see docs/performance.md, "Instruction accounting".
 """
@@ -81,11 +97,11 @@ import unicorn
 from unicorn import UC_HOOK_BLOCK
 
 __all__ = [
-    "InstructionCounter",
-    "native_available",
-    "build",
-    "retired_before",
     "AccountingError",
+    "InstructionCounter",
+    "build",
+    "native_available",
+    "retired_before",
 ]
 
 _HERE = Path(__file__).resolve().parent
@@ -305,8 +321,13 @@ class InstructionCounter:
             self._check()
             c = self._st.contents
             return c.retired, c.last_block, c.last_icount, c.last_size, bool(c.budget_hit)
-        return (self._retired, self._last_block, self._last_icount, self._last_size,
-                self._budget_hit)
+        return (
+            self._retired,
+            self._last_block,
+            self._last_icount,
+            self._last_size,
+            self._budget_hit,
+        )
 
     def _check(self) -> None:
         if self._st is not None and self._st.contents.error:
@@ -379,8 +400,13 @@ class InstructionCounter:
         """Remove the hook and free native state. Idempotent."""
         if self._st is not None:
             # keep the last slice readable after close
-            (self._retired, self._last_block, self._last_icount, self._last_size,
-             self._budget_hit) = self._head()
+            (
+                self._retired,
+                self._last_block,
+                self._last_icount,
+                self._last_size,
+                self._budget_hit,
+            ) = self._head()
             self._sizes = {}
             self._lib.bc_free(self._st)
             self._st = None
@@ -389,7 +415,7 @@ class InstructionCounter:
             self._hook = None
             self._sizes.clear()
 
-    def __enter__(self) -> InstructionCounter:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
