@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass
 from itertools import pairwise
 
+from elftools.common.utils import struct_parse
 from elftools.elf.elffile import ELFFile
 
 from sim.notes import (
@@ -267,7 +268,10 @@ def _parse(img: Image, data: bytes) -> None:
 
     try:
         elf = ELFFile(io.BytesIO(data))
-        phdrs = [elf.get_segment(i).header for i in range(e_phnum)]
+        # Bare headers, not Segment objects: pyelftools' PT_DYNAMIC segment
+        # would go looking through the (optional, maybe broken) section table.
+        phdrs = [struct_parse(elf.structs.Elf_Phdr, elf.stream, e_phoff + i * _PHDR.size)
+                 for i in range(e_phnum)]
     except Exception as e:  # pyelftools raises many kinds; the bounds are checked
         raise ImageError(f"image headers cannot be parsed ({type(e).__name__}: {e})") from e
 
