@@ -286,6 +286,10 @@ def _parse(img: Image, data: bytes) -> None:
             notes.append(_first_note(i, data[ph["p_offset"]:ph["p_offset"] + ph["p_filesz"]]))
     if not segments:
         raise ImageError("image has no PT_LOAD segments")
+    # Empty PT_LOADs load nothing; kept, they would claim a page for themselves.
+    segments = [s for s in segments if s.memsz]
+    if not segments:
+        raise ImageError("image has only empty PT_LOAD segments")
     _check_layout(segments)
 
     if not any(s.executable and s.vaddr <= e_entry < s.vaddr + s.filesz for s in segments):
@@ -339,13 +343,12 @@ def _check_layout(segments: list[Segment]) -> None:
 
     by_addr = sorted(segments, key=lambda s: (s.vaddr, s.index))
     for prev, cur in pairwise(by_addr):
-        if cur.vaddr < prev.end and cur.memsz and prev.memsz:
+        if cur.vaddr < prev.end:
             first, second = sorted((prev, cur), key=lambda s: s.index)
             raise ImageError(f"segment {second.index} ({span(second)}) overlaps segment "
                              f"{first.index} ({span(first)})")
         # The vCPU maps 4 KiB pages with one set of permissions each.
-        if (cur.memsz and prev.memsz and cur.vaddr & ~(PAGE - 1) < prev.aligned_end
-                and cur.perms != prev.perms):
+        if cur.vaddr & ~(PAGE - 1) < prev.aligned_end and cur.perms != prev.perms:
             raise ImageError(f"segments {prev.index} ({prev.perms}) and {cur.index} "
                              f"({cur.perms}) share a 4 KiB page with different permissions")
     for prev, cur in pairwise(segments):

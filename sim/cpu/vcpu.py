@@ -139,7 +139,7 @@ class VCPU:
         w(X.UC_X86_REG_CR3, cr3)
         w(X.UC_X86_REG_CR4, cr4)
         efer = 0x500 | (0x800 if nx else 0)  # LME|LMA (+NXE)
-        w(X.UC_X86_REG_EFER, efer)
+        w(X.UC_X86_REG_MSR, (0xC0000080, efer))
         w(X.UC_X86_REG_CR0, cr0)
         w(X.UC_X86_REG_CS, code_selector)
         for seg in (X.UC_X86_REG_DS, X.UC_X86_REG_ES, X.UC_X86_REG_SS):
@@ -221,8 +221,7 @@ class VCPU:
         retired = self.counter.retired
         if vector not in TRAP_VECTORS:
             block = self.counter.last_block
-            icount = self.uc.ctl_request_cache(block)[1]
-            retired = retired - icount + retired_before(self.uc, block, rip)
+            retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
         cr2 = self.uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
         error_code = self._error_code(vector, rip, cr2)
         fault = Fault(vector, rip, cr2, error_code, VECTOR_MEANING.get(vector, "exception"))

@@ -57,7 +57,7 @@ BOOT_INFO = Struct("pico_boot_info", (
 CALLS = (
     Call(1, "exit", (Arg("status", "i64", doc="exit status of the guest"),),
          "End the picoprocess with a status.", family="process"),
-    Call(2, "console_write", (_buf_in("buf", "len", "bytes to write"), Arg("len", doc="byte count")),
+    Call(2, "console_write", (_buf_in("buf", "size", "bytes to write"), Arg("size", doc="byte count")),
          "Write bytes to the console; returns the count written.", family="process",
          cost="copy", errors=("EFAULT",), returns="count"),
     Call(3, "clock_monotonic", (), "Nanoseconds of simulated time since boot.",
@@ -67,11 +67,11 @@ CALLS = (
     Call(5, "sleep_until", (Arg("deadline_ns", doc="monotonic time to wake at"),),
          "Block the caller until the monotonic clock reaches a deadline.",
          family="threads", blocking=True),
-    Call(6, "random_bytes", (_buf_out("buf", "len", "filled with random bytes"), Arg("len")),
+    Call(6, "random_bytes", (_buf_out("buf", "size", "filled with random bytes"), Arg("size")),
          "Fill a buffer from the run's seeded generator.", family="process",
          cost="copy", errors=("EFAULT",), returns="count"),
-    Call(7, "cmdline", (_buf_out("buf", "len", "receives the NUL-terminated command line"),
-                        Arg("len", doc="buffer size")),
+    Call(7, "cmdline", (_buf_out("buf", "size", "receives the NUL-terminated command line"),
+                        Arg("size", doc="buffer size")),
          "Copy the command line; returns its full length including the NUL.",
          family="process", cost="copy", errors=("EFAULT",), returns="count"),
 )

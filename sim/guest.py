@@ -1,0 +1,166 @@
+"""A guest: an image on a vCPU with memory, devices and a personality.
+
+``Guest.step`` runs one slice starting at a given simulated time and says
+what happened in simulated terms: instructions retired, time used, host
+crossings, whether the guest now waits (until when, or for what event), and
+whether it stopped. The single-guest runner (sim.boot) and the host model
+(sim.host) both drive guests through this one method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from unicorn import UC_HOOK_CODE
+
+from sim.cpu.disasm import Disassembler
+from sim.cpu.vcpu import VCPU, ExitKind
+from sim.devices.console import Console
+from sim.image import Image
+from sim.libos.dispatch import Block, GuestExit
+from sim.libos.personality import BUDGET_STATUS, BootConfig, GuestServices, Personality
+from sim.libos.registry import personality_for
+from sim.trace import NULL_TRACER, Event, Tracer
+
+DEFAULT_MAX_INSNS = 2_000_000_000
+DEFAULT_SLICE = 1_000_000
+HALT_STATUS = 125
+
+
+@dataclass(frozen=True)
+class Stopped:
+    status: int
+    reason: str
+    fault: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    insns: int
+    busy_ns: int
+    crossings: int
+    block_until: int | None = None
+    wake: Any = None
+    exited: Stopped | None = None
+
+
+class Guest:
+    def __init__(self, image: Image, config: BootConfig | None = None, *, name: str = "guest",
+                 abi: str | None = None, tracer: Tracer = NULL_TRACER,
+                 on_console: Callable[[bytes], None] | None = None,
+                 max_insns: int = DEFAULT_MAX_INSNS, env: Any = None,
+                 personality: type[Personality] | None = None):
+        self.name = name
+        self.image = image
+        self.config = config or BootConfig()
+        self.tracer = tracer
+        self.max_insns = max_insns
+        self.vcpu = VCPU(self.config.mem_bytes)
+        self.console = Console(on_console)
+        self.services = GuestServices(name, image, self.vcpu, self.config, self.console, tracer)
+        self.services.env = env
+        cls = personality or personality_for(abi or image.abi)
+        self.personality = cls(self.services)
+        self.retired = 0
+        self.now_ns = 0
+        self.crossings = 0
+        self.stopped: Stopped | None = None
+        self._blocked: Block | None = None
+        self._insn_in_step = 0
+        try:
+            self.personality.boot()
+        except BaseException:
+            self.vcpu.close()
+            raise
+        self.vcpu.trap_handler = self._on_trap
+        self.vcpu.tsc = self._tsc
+        if tracer.wants("insn"):
+            self._install_insn_trace()
+
+    # -- running --------------------------------------------------------------
+    def step(self, now_ns: int, max_insns: int = DEFAULT_SLICE) -> Step:
+        if self.stopped is not None:
+            return Step(0, 0, 0, exited=self.stopped)
+        s = self.services
+        s.step_start_ns = now_ns
+        s.cost_ns = 0
+        s.insn_base = self.retired
+        self._insn_in_step = 0
+        crossings_before = self.crossings
+        if self._blocked is not None:
+            block, self._blocked = self._blocked, None
+            self.personality.resume(block)
+        budget = min(max_insns, self.max_insns - self.retired)
+        if budget <= 0:
+            return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), 0)
+        result = self.vcpu.run(budget)
+        self.retired += result.retired
+        busy = self.config.time.insns_to_ns(result.retired) + s.cost_ns
+        self.now_ns = now_ns + busy
+        crossings = self.crossings - crossings_before
+        if result.kind is ExitKind.TRAP:
+            pending, self.personality.pending = self.personality.pending, None
+            if isinstance(pending, GuestExit):
+                return self._stop(Stopped(pending.status, pending.reason,
+                                          pending.reason.startswith("fault")), busy, crossings)
+            if isinstance(pending, Block):
+                self._blocked = pending
+                return Step(result.retired, busy, crossings, pending.until_ns, pending.event)
+            return Step(result.retired, busy, crossings)
+        if result.kind is ExitKind.FAULT:
+            assert result.fault is not None
+            outcome = self.personality.on_fault(result.fault)
+            if outcome is not None:
+                self.services.emit("fault", result.fault.name, rip=result.fault.rip,
+                                   cr2=result.fault.cr2, delivered=False)
+                return self._stop(Stopped(outcome.status, outcome.reason, True), busy, crossings)
+            return Step(result.retired, busy, crossings)
+        if result.kind is ExitKind.HALT:
+            return self._stop(Stopped(HALT_STATUS, "halted: hlt with interrupts off, nothing "
+                                                   "can wake the guest"), busy, crossings)
+        if self.retired >= self.max_insns:
+            return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), busy, crossings)
+        return Step(result.retired, busy, crossings)
+
+    def _budget_reason(self) -> str:
+        return f"budget: instruction limit of {self.max_insns} reached"
+
+    def _stop(self, stopped: Stopped, busy: int, crossings: int = 0) -> Step:
+        self.stopped = stopped
+        self.personality.close()
+        self.tracer.emit(Event(self.now_ns, self.retired, self.name, "exit", "stop",
+                               {"status": stopped.status, "reason": stopped.reason}))
+        return Step(0, busy, crossings, exited=stopped)
+
+    def _on_trap(self, trap) -> bool:
+        self.crossings += 1
+        return self.personality.on_trap(trap)
+
+    def _tsc(self, _retired: int) -> int:
+        return self.config.time.ns_to_tsc(self.services.now())
+
+    # -- instruction trace ------------------------------------------------------
+    def _install_insn_trace(self) -> None:
+        dis = Disassembler()
+        lines: dict[int, dict[str, str]] = {}
+        s = self.services
+        time = self.config.time
+
+        def on_insn(uc, address: int, size: int, _user) -> None:
+            fields = lines.get(address)
+            if fields is None:
+                insn = dis.at(address, bytes(uc.mem_read(address, size)))
+                where = self.image.symbolize(address)
+                fields = {"where": f"{where[0]}+{where[1]:#x}" if where else f"{address:#x}",
+                          "addr": address, "bytes": insn.hex, "asm": insn.text}
+                lines[address] = fields
+            n = self._insn_in_step
+            self._insn_in_step = n + 1
+            self.tracer.emit(Event(s.step_start_ns + time.insns_to_ns(n) + s.cost_ns,
+                                   self.retired + n, self.name, "insn", "exec", fields))
+
+        self.vcpu.uc.hook_add(UC_HOOK_CODE, on_insn)
+
+    def close(self) -> None:
+        self.vcpu.close()

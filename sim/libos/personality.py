@@ -1,0 +1,132 @@
+"""What every personality is, and what it may use from its guest.
+
+A personality builds the machine state its ABI promises (memory layout,
+page tables, boot information), serves the guest's traps, and decides what a
+fault means. ``GuestServices`` is the narrow set of things it gets from the
+guest: the vCPU, the image, the devices, the clock and the trace.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from sim.cpu.vcpu import VCPU, Fault, Trap
+from sim.devices.clock import TimeModel
+from sim.devices.console import Console
+from sim.image import Image
+from sim.libos.dispatch import Block, GuestExit, Served
+from sim.trace import NULL_TRACER, Event, Tracer
+
+# Exit statuses of a contained stop, after the POSIX convention 128 + signal
+# (SIGSEGV 11, SIGFPE 8, SIGILL 4, SIGTRAP 5), so scripts can tell them apart.
+FAULT_STATUS = {14: 139, 13: 139, 12: 139, 0: 136, 19: 136, 6: 132, 3: 133}
+BUDGET_STATUS = 124  # like timeout(1): the run was cut short
+
+
+class BootError(Exception):
+    """The image cannot run with this configuration (one sentence)."""
+
+
+@dataclass
+class BootConfig:
+    mem_bytes: int = 64 << 20
+    args: tuple[str, ...] = ()
+    seed: int = 0
+    time: TimeModel = field(default_factory=TimeModel)
+    # Personality-specific options (Solo5 devices, pico policy), by name.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class GuestServices:
+    """Everything a personality may touch; built by sim.guest.Guest."""
+
+    def __init__(self, name: str, image: Image, vcpu: VCPU, config: BootConfig,
+                 console: Console, tracer: Tracer = NULL_TRACER):
+        self.name = name
+        self.image = image
+        self.vcpu = vcpu
+        self.mem = vcpu.mem
+        self.config = config
+        self.console = console
+        self.tracer = tracer
+        self.rng = random.Random(config.seed)
+        self.devices: dict[str, Any] = {}
+        self.step_start_ns = 0
+        self.cost_ns = 0  # simulated ns charged by calls in this step
+        self.insn_base = 0  # instructions retired before this step
+        self.env: Any = None  # the SimPy environment, when running under one
+
+    def now(self) -> int:
+        """Simulated ns at this instant of the running step."""
+        retired = self.vcpu.counter.retired
+        return self.step_start_ns + self.config.time.insns_to_ns(retired) + self.cost_ns
+
+    def retired(self) -> int:
+        return self.insn_base + self.vcpu.counter.retired
+
+    def charge(self, ns: int) -> None:
+        self.cost_ns += ns
+
+    def emit(self, kind: str, name: str, **fields: Any) -> None:
+        if self.tracer.wants(kind):
+            self.tracer.emit(Event(self.now(), self.retired(), self.name, kind, name, fields))
+
+
+class Personality:
+    """Base class: subclasses declare ``name`` and fill in the three steps."""
+
+    name: ClassVar[str] = "?"
+    # Pending outcome of the trap that stopped the slice (wait or exit).
+    pending: Block | GuestExit | None
+
+    def __init__(self, services: GuestServices):
+        self.s = services
+        self.pending = None
+
+    def boot(self) -> None:
+        raise NotImplementedError
+
+    def on_trap(self, trap: Trap) -> bool:
+        """Serve a trap inside the emulator hook; True stops the slice."""
+        raise NotImplementedError
+
+    def on_fault(self, fault: Fault) -> GuestExit | None:
+        """None when the guest handles it (delivered through its IDT)."""
+        reason = self.s.vcpu.deliver(fault)
+        if reason is None:
+            self.s.emit("fault", fault.name, rip=fault.rip, delivered=True)
+            return None
+        return self.fault_exit(fault, reason)
+
+    def fault_exit(self, fault: Fault, why: str) -> GuestExit:
+        where = self.s.image.symbolize(fault.rip)
+        at = f"{where[0]}+{where[1]:#x}" if where else f"{fault.rip:#x}"
+        cr2 = f" cr2={fault.cr2:#x}" if fault.vector == 14 else ""
+        text = (f"{fault.name} {fault.reason} at {at} (rip={fault.rip:#x}{cr2} "
+                f"ec={fault.error_code:#x}); {why}")
+        return GuestExit(FAULT_STATUS.get(fault.vector, 139), f"fault: {text}")
+
+    def trace_call(self, served: Served) -> None:
+        if served.call is None:
+            self.s.emit("call", "unknown", args=served.args, result=_show(served.result))
+            return
+        if served.denied is not None:
+            self.s.emit("monitor", "deny", call=served.call.name, reason=served.denied)
+        self.s.emit("call", served.call.name, args=served.args, result=_show(served.result))
+
+    def close(self) -> None:
+        """Flush devices; called once when the guest stops (also after a fault)."""
+        for dev in self.s.devices.values():
+            flush: Callable[[], None] | None = getattr(dev, "flush", None)
+            if flush is not None:
+                flush()
+
+
+def _show(result: Any) -> Any:
+    if isinstance(result, Block):
+        return f"<blocks: {result.reason}>"
+    if isinstance(result, GuestExit):
+        return f"<exit {result.status}>"
+    return result
