@@ -230,6 +230,12 @@ def _no_loads(data: bytes) -> bytes:
     return data
 
 
+def _all_loads(data: bytes, **fields) -> bytes:
+    for i in load_index(data).values():
+        data = set_ph(data, i, **fields)
+    return data
+
+
 def _code(data):  # program header index of the executable PT_LOAD
     return next(i for i in load_index(data).values() if ph(data, i, "p_flags") & 1)
 
@@ -260,6 +266,7 @@ REJECTIONS = [
     ("phnum", lambda d: set_eh(d, "e_phnum", 2000), "runs past the end of the file"),
     ("phoff huge", lambda d: set_eh(d, "e_phoff", 2**64 - 8), "runs past the end"),
     ("no PT_LOAD", _no_loads, "no PT_LOAD segments"),
+    ("empty PT_LOADs", lambda d: _all_loads(d, p_memsz=0, p_filesz=0), "only empty PT_LOAD"),
     ("entry in data", lambda d: set_eh(d, "e_entry", ph(d, _rw(d), "p_vaddr")),
      "entry point 0x.* is not inside the file bytes of an executable segment"),
     ("entry nowhere", lambda d: set_eh(d, "e_entry", 0), "entry point 0x0 is not inside"),
@@ -329,6 +336,13 @@ def test_broken_section_table_means_no_symbols(hello_bytes):
         img = Image.from_bytes(patched)
         assert img.symbols == () and img.symbolize(img.entry) is None
     assert Image.from_bytes(hello_bytes).symbols  # the unpatched image has them
+
+
+def test_empty_load_segments_are_dropped(hello_bytes):
+    ro = _after_code(hello_bytes)  # read-only data, which _start does not need to load
+    img = Image.from_bytes(set_ph(hello_bytes, ro, p_memsz=0, p_filesz=0))
+    assert ro not in [s.index for s in img.segments]
+    assert len(img.segments) == len(Image.from_bytes(hello_bytes).segments) - 1
 
 
 def test_pt_interp_is_ignored(hello_bytes):
