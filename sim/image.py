@@ -149,6 +149,12 @@ class Image:
     def load(cls, path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Image:
         path = os.fspath(path)
         try:
+            # stat first: opening a FIFO would block until someone writes to it
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                raise ImageError(f"image {path} is a directory, not an ELF file")
+            if not stat.S_ISREG(mode):
+                raise ImageError(f"image {path} is not a regular file")
             with open(path, "rb") as f:
                 if not _is_regular(f):
                     raise ImageError(f"image {path} is not a regular file")
