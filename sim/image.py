@@ -12,8 +12,16 @@ How the parsing is split:
   ``struct`` before pyelftools sees them, so that the messages are precise and
   no count read from the file is ever trusted: each loop runs over a table
   already known to lie inside the file.
-* pyelftools then parses the headers and segments, and walks the section
-  table to find the symbol table.
+* pyelftools then parses the ELF header, the bare program headers and the
+  section headers. Symbol entries themselves are unpacked in bulk with
+  ``struct`` (pyelftools' per-symbol objects are far too slow for the tens of
+  thousands of symbols of a MirageOS image).
+* Beyond Solo5's rules: empty PT_LOADs are dropped after validation, and two
+  segments with different permissions may not share a 4 KiB page (the vCPU
+  maps pages with one set of permissions each). Solo5 ABI + Pico manifest, two
+  notes of the same kind, or a Solo5 manifest without an ABI note are refused.
+  A Solo5 image without a manifest loads (``solo5_manifest`` is None): the
+  monitor decides whether that is acceptable.
 * Symbols are optional. A missing, truncated or garbled section table (or
   symbol table) just means an image without symbols, never a rejection, even
   when pyelftools itself raises on it.
