@@ -199,8 +199,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     print(f"kernel_end {image.kernel_end:#x}", file=out)
     print("segments", file=out)
     for seg in image.segments:
-        perms = ("r" if seg.readable else "-") + ("w" if seg.writable else "-") + \
-            ("x" if seg.executable else "-")
+        perms = seg.perms
         print(f"  {seg.vaddr:#010x}-{seg.end:#010x} {perms} filesz={seg.filesz:#x} "
               f"memsz={seg.memsz:#x} align={seg.align:#x}", file=out)
     print(f"symbols    {len(image.symbols)}", file=out)

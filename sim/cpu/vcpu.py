@@ -21,12 +21,16 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
 
+from sim.cpu import excstate
 from sim.cpu.blockcount import InstructionCounter, retired_before
 from sim.cpu.memory import GuestMemory, GuestMemoryError
 
 # DESIGN.md: each Uc reserves a 1 GiB translation buffer unless told; 8 MiB served.
 TCG_BUFFER_BYTES = 8 << 20
-NO_UNTIL = 0xFFFF_FFFF_FFFF_FFFF  # non-canonical: never a real instruction address
+# emu_start's `until`: address 0, on the never-mapped NULL page. A guest
+# that jumps there stops as if it had fetched from it (a #PF, synthesised
+# below). A non-canonical `until` was measured to clobber CR2 after a stop.
+UNTIL_NULL = 0
 
 VECTOR_NAMES = {
     0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
@@ -109,7 +113,10 @@ class VCPU:
         self.tsc: Callable[[int], int] = lambda retired: retired
         self._stop_trap: Trap | None = None
         self._pending_vector: int | None = None
+        self._pending_cr2 = 0
+        self._pending_error: int | None = None
         self._closed = False
+        excstate.layout()  # probe once per process, before any guest runs
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
         self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
@@ -187,7 +194,10 @@ class VCPU:
         return 0xFFFF_FFFF
 
     def _on_interrupt(self, uc: Uc, intno: int, _key: int) -> None:
+        # CR2 and the error code are only trustworthy inside the hook.
         self._pending_vector = intno
+        self._pending_cr2 = uc.reg_read(X.UC_X86_REG_CR2) if intno == 14 else 0
+        self._pending_error = excstate.read_error_code(uc) if intno in ERROR_CODE_VECTORS else 0
         uc.emu_stop()
 
     # -- running ----------------------------------------------------------
@@ -198,11 +208,15 @@ class VCPU:
         self._stop_trap = None
         self._pending_vector = None
         self.counter.arm(max_insns)
-        self.uc.emu_start(self.rip, NO_UNTIL)
+        self.uc.emu_start(self.rip, UNTIL_NULL)
         rip = self.rip
         if self._pending_vector is not None:
+            excstate.clear_in_flight(self.uc)
             return self._fault_exit(self._pending_vector, rip)
         retired = self.counter.retired
+        if rip == UNTIL_NULL and self._stop_trap is None:
+            fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
+            return Exit(ExitKind.FAULT, retired, rip, fault=fault)
         if self._stop_trap is not None:
             return Exit(ExitKind.TRAP, retired, rip, trap=self._stop_trap)
         if self._just_halted(rip):
@@ -222,8 +236,10 @@ class VCPU:
         if vector not in TRAP_VECTORS:
             block = self.counter.last_block
             retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
-        cr2 = self.uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else 0
-        error_code = self._error_code(vector, rip, cr2)
+        cr2 = self._pending_cr2
+        error_code = self._pending_error
+        if error_code is None:  # context layout unknown: rebuild it
+            error_code = self._error_code(vector, rip, cr2)
         fault = Fault(vector, rip, cr2, error_code, VECTOR_MEANING.get(vector, "exception"))
         return Exit(ExitKind.FAULT, retired, rip, fault=fault)
 
