@@ -39,6 +39,7 @@ class EmulatedGuestProcess(GuestProcess):
         self.insns = 0
         self._closed = False
         task.interruptible = False
+        host.closers.append(self.close)
         super().__init__(host, task, **kw)
 
     def close(self) -> None:

@@ -154,7 +154,14 @@ class Host:
         self._names: set[str] = set()
         self.timeline = timeline
         self.faults: list[dict[str, Any]] = []
+        self.closers: list[Callable[[], None]] = []   # emulators to close at the end
         self.sched.attach(self)
+
+    def close(self) -> None:
+        """Close what guests hold outside the simulation (Unicorn instances)."""
+        closers, self.closers = self.closers, []
+        for c in closers:
+            c()
 
     # -- conversions -------------------------------------------------------
     def insns_to_ns(self, insns: int) -> int:

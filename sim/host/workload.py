@@ -353,7 +353,7 @@ class GuestProcess:
                 return
             if self.boot:
                 yield from self._cpu(t.profile.start_ns)
-            t.booted_at = env.now
+                t.booted_at = env.now
             yield from self.body()
             host.stop(t, 0, "finished", False)
         except simpy.Interrupt as irq:

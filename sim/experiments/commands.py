@@ -1,0 +1,129 @@
+"""`sim run` and `sim sweep`: scenario commands for the main CLI.
+
+sim/cli.py discovers ``register(subparsers)`` here. Each command returns an
+exit status; errors in the scenario raise ScenarioError (one line, printed
+by the CLI). This module is CLI code: it writes the progress display and the
+results table to stderr/stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+from sim.experiments.runner import run_scenario, summary_row
+from sim.experiments.scenario import ScenarioError, load_scenario
+from sim.experiments.sweep import parse_param, sweep
+from sim.host.metrics import rows_to_csv, to_json
+from sim.host.units import MS
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="run a scenario file and print its results",
+                              description="Run a TOML scenario on the host model.")
+    p.add_argument("scenario", help="scenario file (TOML)")
+    p.add_argument("--seed", type=int, default=None, help="override [scenario] seed")
+    p.add_argument("--out", default=None,
+                   help="results prefix: writes PREFIX.json and PREFIX.csv (default: scenario name)")
+    p.add_argument("--timeline", default=None, metavar="FILE",
+                   help="write a Chrome trace event file (open in Perfetto)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_run)
+
+    s = subparsers.add_parser("sweep", help="run a scenario over a parameter grid",
+                              description="Run a scenario for every combination of --param values.")
+    s.add_argument("scenario", help="scenario file (TOML)")
+    s.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2",
+                   help="parameter and values (repeatable); e.g. scheduler=cfs,credit1")
+    s.add_argument("--executor", default="local",
+                   help="local (processes, default), serial, or dask://HOST:PORT")
+    s.add_argument("--workers", type=int, default=None, help="local worker processes")
+    s.add_argument("--out", default=None, help="write the table as PREFIX.json and PREFIX.csv")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.set_defaults(func=cmd_sweep)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, width)),
+             "  ".join("-" * w for w in width)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, width)) for row in cells]
+    return "\n".join(lines)
+
+
+def _progress(err: TextIO, total_ns: int, t0: float):
+    def show(t_ns: int, events: int) -> None:
+        wall = time.perf_counter() - t0
+        rate = events / wall if wall > 0 else 0.0
+        err.write(f"\r  sim {t_ns / MS:10.1f} / {total_ns / MS:.1f} ms   "
+                  f"{events:>10} events   {rate / 1000:8.1f} k events/s")
+        err.flush()
+    return show
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    overrides = {"scenario.seed": args.seed} if args.seed is not None else None
+    sc = load_scenario(args.scenario, overrides)
+    d = sc.doc
+    err.write(f"scenario {sc.name}: {d['host']['cores']} cores, scheduler {d['scheduler']['name']}, "
+              f"{sum(g['count'] for g in d['guests'])} guests, seed {d['scenario']['seed']}, "
+              f"{d['scenario']['duration_ms']} ms\n")
+    timeline = None
+    if args.timeline:
+        from sim.host.timeline import Timeline
+        timeline = Timeline()
+    t0 = time.perf_counter()
+    total = int(d["scenario"]["duration_ms"] * MS)
+    progress = None if args.quiet else _progress(err, total, t0)
+    res = run_scenario(sc, progress, timeline)
+    wall = time.perf_counter() - t0
+    if progress:
+        err.write("\n")
+    prefix = args.out or sc.name
+    with open(prefix + ".json", "w", encoding="utf-8") as f:
+        f.write(to_json(res))
+    with open(prefix + ".csv", "w", encoding="utf-8") as f:
+        f.write(rows_to_csv(res.get("guests") or []))
+    if timeline is not None:
+        with open(args.timeline, "w", encoding="utf-8") as f:
+            timeline.write(f)
+    out.write(format_table([summary_row(res)]) + "\n")
+    err.write(f"stopped at {total / MS:.1f} ms simulated (end of scenario) after {wall:.2f} s wall, "
+              f"{res['events']} events; results in {prefix}.json, {prefix}.csv\n")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if not args.param:
+        raise ScenarioError(f"{args.scenario}: sweep needs at least one --param KEY=V1,V2")
+    params = [parse_param(p) for p in args.param]
+
+    def done(i: int, n: int) -> None:
+        if not args.quiet:
+            err.write(f"\r  {i}/{n} points done")
+            err.flush()
+
+    rows = sweep(args.scenario, params, args.executor, args.workers, done)
+    if not args.quiet:
+        err.write("\n")
+    out.write(format_table(rows) + "\n")
+    if args.out:
+        import json
+        with open(args.out + ".json", "w", encoding="utf-8") as f:
+            f.write(json.dumps(rows, sort_keys=True, indent=1) + "\n")
+        with open(args.out + ".csv", "w", encoding="utf-8") as f:
+            f.write(rows_to_csv(rows))
+    return 0
