@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
@@ -233,8 +233,8 @@ class VCPU:
         # The faulting block was counted whole on entry: take back the
         # instructions from the faulting one to the end of the block.
         retired = self.counter.retired
-        if vector not in TRAP_VECTORS:
-            block = self.counter.last_block
+        block = self.counter.last_block
+        if vector not in TRAP_VECTORS and self._inside_block(block, rip):
             retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
         cr2 = self._pending_cr2
         error_code = self._pending_error
@@ -242,6 +242,16 @@ class VCPU:
             error_code = self._error_code(vector, rip, cr2)
         fault = Fault(vector, rip, cr2, error_code, VECTOR_MEANING.get(vector, "exception"))
         return Exit(ExitKind.FAULT, retired, rip, fault=fault)
+
+    def _inside_block(self, block: int, rip: int) -> bool:
+        """A fault on fetching a new block is outside the last counted one."""
+        if rip < block:
+            return False
+        try:
+            size = self.uc.ctl_request_cache(block)[2]
+        except UcError:
+            return False
+        return rip < block + size
 
     def _error_code(self, vector: int, rip: int, cr2: int) -> int:
         # Unicorn reports the vector only; rebuild what the CPU would push.
