@@ -21,17 +21,16 @@ from sim.host.units import MIB, MS, percentile
 from sim.host.workload import load_profile, spawn_model, spawn_replay
 
 
-def open_emulated(image: str, name: str, args: dict[str, Any]):
+def open_emulated(image: str, name: str, args: dict[str, Any], env: Any = None):
     """A sim.guest.Guest for ``image`` (the emulated-guest layer)."""
     try:
-        from sim import guest as guest_mod  # provided by the guest layer
-    except ImportError:
-        raise ScenarioError(f"{image}: emulated guests need sim/guest.py, "
-                            "which this build does not have") from None
-    opener = getattr(guest_mod, "open_guest", None) or getattr(guest_mod.Guest, "from_image", None)
-    if opener is None:
-        raise ScenarioError(f"{image}: sim.guest offers no open_guest()/Guest.from_image()")
-    return opener(image, name=name, **args)
+        from sim.guest import Guest
+        from sim.image import Image
+    except ImportError as e:
+        raise ScenarioError(f"{image}: emulated guests need sim.guest ({e})") from None
+    if args:
+        raise ScenarioError(f"{image}: emulated guests take no args yet (got {sorted(args)})")
+    return Guest(Image.load(image), name=name, env=env)
 
 
 class Run:
@@ -71,7 +70,8 @@ class Run:
             if p not in self._replays:
                 self._replays[p] = load_profile(p)
             return spawn_replay(host, name, self._replays[p], **kw)
-        guest = open_emulated(os.path.join(self.sc.base_dir, g["image"]), name, g["args"])
+        guest = open_emulated(os.path.join(self.sc.base_dir, g["image"]), name, g["args"],
+                              host.env)
         return spawn_emulated(host, guest, **kw)
 
     def _fault(self, f: dict[str, Any]):
@@ -100,7 +100,12 @@ class Run:
         reason = "duration"
         i = 0
         last_check = env.now
+        self.admission = state = {
+            "group": g["name"], "admitted": 0, "stopped_by": reason, "at_ns": None,
+            "memory_fit": fit_count(host.memory_bytes, profile, int(g["memory_mib"] * MIB)),
+            "instance_bytes": need}
         while True:
+            state["admitted"] = len(admitted)
             if host.memory_used + need > host.memory_bytes:
                 reason = "memory"
                 break
@@ -122,10 +127,7 @@ class Run:
                 if p99 is not None and p99 > objective:
                     reason = "latency"
                     break
-        self.admission = {"group": g["name"], "admitted": len(admitted), "stopped_by": reason,
-                          "at_ns": env.now,
-                          "memory_fit": fit_count(host.memory_bytes, profile, int(g["memory_mib"] * MIB)),
-                          "instance_bytes": need}
+        state.update(admitted=len(admitted), stopped_by=reason, at_ns=env.now)
 
     def _sample(self, every: int):
         env, host, tl = self.host.env, self.host, self.timeline

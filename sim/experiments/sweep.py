@@ -76,7 +76,8 @@ def sweep(path: str, params: list[tuple[str, list[Any]]], executor: str = "local
         except ImportError:
             raise ScenarioError("--executor dask://: dask[distributed] is not installed "
                                 "(pip install 'picosim[dev]')") from None
-        address = "tcp://" + executor[len("dask://"):]
+        rest = executor[len("dask://"):]
+        address = rest if "://" in rest else "tcp://" + rest   # dask://HOST:PORT, or a full address
         with Client(address) as client:
             futs = client.map(run_point, [path] * len(points), points, pure=False)
             rows = client.gather(futs)
