@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from sim.libos.personality import BootError, Personality
+from sim.libos.hvt import HvtPersonality
 from sim.libos.pico import PicoPersonality
+from sim.libos.spt import SptPersonality
 
 PERSONALITIES: dict[str, type[Personality]] = {
     PicoPersonality.name: PicoPersonality,
+    HvtPersonality.name: HvtPersonality,
+    SptPersonality.name: SptPersonality,
 }
 
 

@@ -1,0 +1,445 @@
+"""The Solo5 hvt personality: a unikernel in a tiny VM, hypercalls via ``out``.
+
+Machine state (the spec, section 3), guest-physical = guest-virtual:
+
+    0x0     - 0xffff     not mapped: NULL faults
+    0x1000               GDT: null, code 0x08, data 0x10
+    0x2000               PML4; 0x3000 PDPT; 0x4000-0x7fff four PDs
+    0x8000               page table of the first 2 MiB
+    0x10000              boot info (56 bytes), manifest copy at 0x10038,
+                         then the command line; 0x10000-0xfffff read-only
+    0x100000 - 0x1fffff  4 KiB pages, read-write (the image starts here)
+    0x200000 - mem       2 MiB pages, read-write; RSP = mem - 8
+
+A hypercall is ``outl %eax, $0x500+nr`` with EAX = the address of its
+struct. The calls are declared once, in ``HYPERCALLS`` (number, struct with
+IN/OUT fields, handler); each is served inside the emulator's hook, so the
+guest's next instruction already sees the OUT fields. Only POLL with nothing
+ready and HALT stop the slice, and those stops are exact because the vCPU has
+an exit address after every port-I/O instruction of the image.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from unicorn import x86_const as X
+
+from sim.cpu.memory import GuestMemoryError
+from sim.cpu.vcpu import Trap
+from sim.libos.abi import Dir, Field, Struct
+from sim.libos.dispatch import Block, GuestExit
+from sim.libos.personality import BootError, Personality
+from sim.libos.solo5 import (
+    AGAIN,
+    EINVAL,
+    ETHER_HEADER,
+    OK,
+    Attached,
+    NetPort,
+    attach,
+    check_target,
+    port_io_exits,
+)
+
+GDT_BASE = 0x1000
+PML4, PDPT, PD_BASE, PT_LOW = 0x2000, 0x3000, 0x4000, 0x8000
+BOOT_INFO = 0x10000
+MFT_ADDR = BOOT_INFO + 56
+CMDLINE_MAX = 8192
+HYPERCALL_PIO_BASE = 0x500
+HYPERCALL_MAX = 64            # ports 0x500..0x53f are hypercalls; numbers without a handler fault
+MIN_MEM, MAX_MEM, MEM_ALIGN = 2 << 20, 4 << 30, 2 << 20
+MONITOR_ERROR_STATUS = 1      # Solo5's tender exits 1 on a fatal guest error
+# A VM exit and entry: ~2,000 cycles (sim/host/profiles.py, SplitX WIOV'11).
+VM_EXIT_CYCLES = 2_000
+
+GDT = struct.pack("<3Q", 0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF)
+BOOT_INFO_LAYOUT = struct.Struct("<QQQQQIIQ")  # mem_size .. net_ring (56 bytes)
+P, RW, PS = 0x1, 0x2, 0x80
+PAGE, LARGE = 0x1000, 0x20_0000
+
+
+class GuestError(Exception):
+    """The guest broke the hvt ABI: a contained, fatal stop (Solo5's tender aborts)."""
+
+
+@dataclass(frozen=True)
+class Hypercall:
+    nr: int
+    name: str
+    args: Struct
+    handler: Callable[["HvtPersonality", int, dict[str, int]], "dict[str, int] | Block | GuestExit"]
+    doc: str = ""
+
+
+class _Codec:
+    """One struct's bytes <-> field values, compiled once from its Struct."""
+
+    def __init__(self, layout: Struct):
+        fmt, pos = "<", 0
+        from sim.libos.abi import CTYPES
+
+        self.outs: list[tuple[str, struct.Struct, int]] = []
+        for f, off in layout.layout():
+            if off > pos:
+                fmt += f"{off - pos}x"
+            size, code = CTYPES[f.ctype]
+            fmt += code
+            pos = off + size
+            if f.dir in (Dir.OUT, Dir.INOUT):
+                self.outs.append((f.name, struct.Struct("<" + code), off))
+        if layout.size > pos:
+            fmt += f"{layout.size - pos}x"
+        self.struct = struct.Struct(fmt)
+        self.names = [f.name for f, _ in layout.layout()]
+        self.size = layout.size
+
+    def decode(self, data: bytes) -> dict[str, int]:
+        return dict(zip(self.names, self.struct.unpack(data)))
+
+    def encode_outs(self, data: bytes, values: dict[str, int]) -> bytes:
+        buf = bytearray(data)
+        for name, codec, off in self.outs:
+            if name in values:
+                codec.pack_into(buf, off, values[name])
+        return bytes(buf)
+
+
+def _u64(name: str, d: Dir = Dir.IN, doc: str = "") -> Field:
+    return Field(name, "u64", d, doc)
+
+
+def _ret() -> Field:
+    return Field("ret", "i32", Dir.OUT, "OK 0, AGAIN 1, EINVAL 2, EUNSPEC 3")
+
+
+# -- handlers: (personality, struct address, IN fields) -> OUT fields | stop ------
+def hc_walltime(p: "HvtPersonality", _addr: int, _a: dict[str, int]) -> dict[str, int]:
+    return {"nsecs": p.s.config.time.wall_ns(p.s.now())}
+
+
+def hc_puts(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+    data = p.guest_bytes(a["data"], a["len"])
+    p.s.console.write(data)
+    return {}
+
+
+def hc_poll(p: "HvtPersonality", addr: int, a: dict[str, int]) -> dict[str, int] | Block:
+    ready = p.ready_set()
+    if ready or a["timeout_nsecs"] == 0:
+        return {"ready_set": ready, "ret": bin(ready).count("1")}
+    deadline = p.s.now() + a["timeout_nsecs"]
+
+    def resume() -> int:
+        now_ready = p.ready_set()
+        p.write_outs(POLL, addr, {"ready_set": now_ready, "ret": bin(now_ready).count("1")})
+        return 0
+
+    return Block(until_ns=deadline, event=p.net_event(), resume=resume, reason="poll")
+
+
+def _block_io(p: "HvtPersonality", a: dict[str, int], write: bool) -> dict[str, int]:
+    from sim.devices.block import BlockDevice, BlockError
+
+    dev = p.attached.devices.get(a["handle"])
+    if not isinstance(dev, BlockDevice):
+        return {"ret": EINVAL}
+    length = a["len"]
+    p.check_guest(a["data"], length)
+    try:
+        dev.check(a["offset"], length)
+        if write:
+            dev.write(a["offset"], p.s.mem.read(a["data"], length))
+        else:
+            p.s.mem.write(a["data"], dev.read(a["offset"], length))
+    except BlockError:
+        return {"ret": EINVAL}
+    p.s.charge(dev.cost_ns(length))
+    p.s.emit("dev", f"block.{'write' if write else 'read'}", device=dev.name,
+             offset=a["offset"], bytes=length)
+    return {"ret": OK}
+
+
+def hc_block_write(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+    return _block_io(p, a, write=True)
+
+
+def hc_block_read(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+    return _block_io(p, a, write=False)
+
+
+def hc_net_write(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+    port = p.attached.devices.get(a["handle"])
+    if not isinstance(port, NetPort):
+        return {"ret": EINVAL}
+    frame = p.guest_bytes(a["data"], a["len"])
+    if len(frame) > port.mtu + ETHER_HEADER or len(frame) < ETHER_HEADER:
+        return {"ret": EINVAL}
+    return {"ret": OK if p.send(port, frame) else EINVAL}
+
+
+def hc_net_read(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+    port = p.attached.devices.get(a["handle"])
+    if not isinstance(port, NetPort):
+        return {"ret": EINVAL}
+    p.check_guest(a["data"], a["len"])
+    frame = p.receive(port, a["len"])
+    if frame is None:
+        return {"ret": AGAIN}
+    if isinstance(frame, int):
+        return {"ret": EINVAL}
+    p.s.mem.write(a["data"], frame)
+    return {"len": len(frame), "ret": OK}
+
+
+def hc_halt(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> GuestExit:
+    status = a["exit_status"] & 0xFF
+    return GuestExit(status, "halt" if status != 255 else "halt: guest aborted")
+
+
+POLL = Struct("hvt_hc_poll", (_u64("timeout_nsecs", doc="relative"),
+                              _u64("ready_set", Dir.OUT, "bit i: manifest device i ready"),
+                              Field("ret", "i32", Dir.OUT, "devices ready")))
+_BLOCK = (_u64("handle"), _u64("offset"), Field("data", "ptr"), _u64("len"), _ret())
+_NET_IO = (_u64("handle"), Field("data", "ptr"))
+
+# The hvt ABI, declared once: number, struct (IN/OUT fields), handler.
+HYPERCALLS: tuple[Hypercall, ...] = (
+    Hypercall(1, "walltime", Struct("hvt_hc_walltime", (_u64("nsecs", Dir.OUT),)), hc_walltime,
+              "wall clock, ns since the epoch"),
+    Hypercall(2, "puts", Struct("hvt_hc_puts", (Field("data", "ptr"), _u64("len"))), hc_puts,
+              "write bytes to the console"),
+    Hypercall(3, "poll", POLL, hc_poll,
+              "block until a net device has a frame or the timeout passes"),
+    Hypercall(4, "block_write", Struct("hvt_hc_block_write", _BLOCK), hc_block_write,
+              "write whole blocks"),
+    Hypercall(5, "block_read", Struct("hvt_hc_block_read", _BLOCK), hc_block_read,
+              "read whole blocks"),
+    Hypercall(6, "net_write", Struct("hvt_hc_net_write", (*_NET_IO, _u64("len"), _ret())),
+              hc_net_write, "send one Ethernet frame"),
+    Hypercall(7, "net_read", Struct("hvt_hc_net_read",
+                                    (*_NET_IO, _u64("len", Dir.INOUT, "buffer size in, frame size out"),
+                                     _ret())),
+              hc_net_read, "receive one frame; AGAIN when none is queued"),
+    Hypercall(8, "halt", Struct("hvt_hc_halt", (Field("cookie", "ptr"), Field("exit_status", "i32"))),
+              hc_halt, "stop; exit_status becomes the run's exit status"),
+)
+
+
+def _table(calls: tuple[Hypercall, ...]) -> dict[int, tuple[Hypercall, _Codec]]:
+    table: dict[int, tuple[Hypercall, _Codec]] = {}
+    for call in calls:
+        if call.nr in table or not 0 < call.nr < HYPERCALL_MAX:
+            raise ValueError(f"hypercall {call.name}: number {call.nr} taken or out of range")
+        table[call.nr] = (call, _Codec(call.args))
+    return table
+
+
+_TABLE = _table(HYPERCALLS)
+_CODECS = {call.args.name: codec for call, codec in _TABLE.values()}
+
+
+class NetMixin:
+    """Net devices on a switch, shared by hvt and spt."""
+
+    s: Any
+    attached: Attached
+
+    def connect(self, switch: Any) -> None:
+        """Plug every net device of the manifest into ``switch``."""
+        from sim.devices.net import Nic
+
+        self.switch = switch
+        for dev in self.attached.devices.values():
+            if isinstance(dev, NetPort) and dev.nic is None:
+                dev.nic = Nic(switch, f"{self.s.name}.{dev.name}", dev.mac, dev.mtu)
+
+    def _nic(self, port: NetPort) -> Any:
+        if port.nic is None:
+            switch = getattr(self, "switch", None)
+            if switch is None:
+                from sim.devices.net import Switch
+
+                switch = Switch(self.s.env, seed=self.s.config.seed)
+            self.connect(switch)
+        return port.nic
+
+    def net_ports(self) -> list[NetPort]:
+        return [d for d in self.attached.devices.values() if isinstance(d, NetPort)]
+
+    def ready_set(self) -> int:
+        ready = 0
+        for port in self.net_ports():
+            if port.nic is not None and _has_frame(port.nic):
+                ready |= 1 << port.index
+        return ready
+
+    def net_event(self) -> Any:
+        ports = self.net_ports()
+        if not ports:
+            return None
+        events = [self._nic(p).wait_frame() for p in ports]
+        if len(events) == 1:
+            return events[0]
+        return self.s.env.any_of(events)
+
+    def send(self, port: NetPort, frame: bytes) -> bool:
+        from sim.devices.net import NetError
+
+        try:
+            self._nic(port).send(frame)
+        except NetError:
+            return False
+        self.s.emit("dev", "net.send", device=port.name, bytes=len(frame))
+        return True
+
+    def receive(self, port: NetPort, room: int) -> bytes | int | None:
+        """The next frame; None when none is queued, its size when it does not fit."""
+        nic = self._nic(port)
+        if not _has_frame(nic):
+            return None
+        frame = nic.recv()
+        if frame is None:
+            return None
+        frame = bytes(frame)
+        if len(frame) > room:
+            return len(frame)
+        self.s.emit("dev", "net.recv", device=port.name, bytes=len(frame))
+        return frame
+
+
+def _has_frame(nic: Any) -> bool:
+    pending = getattr(nic, "pending", None)
+    if pending is not None:
+        return bool(pending() if callable(pending) else pending)
+    return bool(getattr(nic, "rx_queue", ()))
+
+
+class HvtPersonality(NetMixin, Personality):
+    name = "hvt"
+
+    def boot(self) -> None:
+        s = self.s
+        image = s.image
+        check_target(image, "hvt")
+        mem = s.config.mem_bytes
+        if not MIN_MEM <= mem <= MAX_MEM:
+            raise BootError(f"--mem={mem >> 20}: guest memory must be between "
+                            f"{MIN_MEM >> 20} and {MAX_MEM >> 20} MiB")
+        mem &= ~(MEM_ALIGN - 1)
+        self.mem_size = mem
+        if image.kernel_end > mem or image.entry >= mem:
+            raise BootError(f"{image.name}: image ends at {image.kernel_end:#x}, beyond guest "
+                            f"memory ({mem:#x}); give more --mem")
+        self.attached = attach(image, s.config)
+        s.devices.update({f"solo5.{k}": v for k, v in self.attached.devices.items()})
+        for seg in image.segments:
+            s.mem.write(seg.vaddr, seg.data)
+        s.mem.write(GDT_BASE, GDT)
+        self._page_tables(mem)
+        args = " ".join(s.config.args[1:]).encode()
+        if len(args) >= CMDLINE_MAX:
+            raise BootError(f"guest command line is {len(args)} bytes, the limit is "
+                            f"{CMDLINE_MAX - 1}")
+        mft = self.attached.manifest.to_bytes()[4:]  # the note's descriptor less its padding
+        cmdline = MFT_ADDR + ((len(mft) + 7) & ~7)
+        s.mem.write(MFT_ADDR, mft)
+        s.mem.write(cmdline, args + b"\0")
+        s.mem.write(BOOT_INFO, BOOT_INFO_LAYOUT.pack(
+            mem, image.kernel_end, s.config.time.clock_hz, cmdline, MFT_ADDR, 0, 0, 0))
+        s.vcpu.enter_long_mode(cr3=PML4, gdt_base=GDT_BASE, gdt_limit=len(GDT) - 1,
+                               rip=image.entry, rsp=mem - 8, nx=False, cr0=0x80010021, cr4=0x620)
+        for seg in (X.UC_X86_REG_FS, X.UC_X86_REG_GS):
+            s.vcpu.set_reg(seg, 0x10)
+        s.vcpu.set_reg(X.UC_X86_REG_RDI, BOOT_INFO)
+        s.vcpu.set_exits(port_io_exits(image))
+        self.exit_ns = VM_EXIT_CYCLES * 1_000_000_000 // s.config.time.clock_hz
+        self.calls = {call.name: 0 for call in HYPERCALLS}
+
+    def _page_tables(self, mem: int) -> None:
+        w = self.s.mem.write
+        w(PML4, struct.pack("<Q", PDPT | P | RW).ljust(PAGE, b"\0"))
+        pdpt = b"".join(struct.pack("<Q", (PD_BASE + i * PAGE) | P | RW) for i in range(4))
+        w(PDPT, pdpt.ljust(PAGE, b"\0"))
+        pds = bytearray(4 * PAGE)
+        struct.pack_into("<Q", pds, 0, PT_LOW | P | RW)
+        for i in range(1, mem // LARGE):
+            struct.pack_into("<Q", pds, 8 * i, (i * LARGE) | P | RW | PS)
+        w(PD_BASE, bytes(pds))
+        pt = bytearray(PAGE)
+        for i in range(0x10, 0x200):
+            struct.pack_into("<Q", pt, 8 * i, (i * PAGE) | P | (RW if i >= 0x100 else 0))
+        w(PT_LOW, bytes(pt))
+
+    # -- guest memory at the boundary ---------------------------------------
+    def check_guest(self, addr: int, size: int) -> None:
+        if addr < 0 or size < 0 or addr + size > self.mem_size:
+            raise GuestError(f"Invalid guest access: {size} bytes at {addr:#x} lie outside "
+                             f"guest memory (0x0-{self.mem_size:#x})")
+
+    def guest_bytes(self, addr: int, size: int) -> bytes:
+        self.check_guest(addr, size)
+        return self.s.mem.read(addr, size)
+
+    def write_outs(self, layout: Struct, addr: int, values: dict[str, int]) -> None:
+        codec = _CODECS[layout.name]
+        self.s.mem.write(addr, codec.encode_outs(self.s.mem.read(addr, codec.size), values))
+
+    # -- traps ------------------------------------------------------------------
+    def on_trap(self, trap: Trap) -> bool:
+        nr = trap.port - HYPERCALL_PIO_BASE
+        if trap.kind != "out" or trap.size != 4 or not 0 <= nr < HYPERCALL_MAX:
+            return self._fatal(f"Invalid guest port access: port={trap.port:#x} "
+                               f"({trap.kind}, {trap.size} bytes) at rip={trap.rip:#x}")
+        entry = _TABLE.get(nr)
+        if entry is None:
+            return self._fatal(f"Invalid guest hypercall: num={nr}")
+        call, codec = entry
+        addr = trap.value & 0xFFFF_FFFF
+        s = self.s
+        s.charge(self.exit_ns)
+        try:
+            self.check_guest(addr, codec.size)
+            raw = s.mem.read(addr, codec.size)
+            args = codec.decode(raw)
+            result = call.handler(self, addr, args)
+        except GuestError as err:
+            return self._fatal(f"{call.name}: {err}")
+        except GuestMemoryError as err:  # pragma: no cover - check_guest comes first
+            return self._fatal(f"{call.name}: {err}")
+        self.calls[call.name] += 1
+        if s.tracer.wants("call"):
+            s.emit("call", call.name, args=args, result=_show(result))
+        if isinstance(result, dict):
+            if result:
+                s.mem.write(addr, codec.encode_outs(raw, result))
+            return False
+        self.pending = result
+        return True
+
+    def _fatal(self, why: str) -> bool:
+        self.s.emit("monitor", "fatal", reason=why)
+        self.pending = GuestExit(MONITOR_ERROR_STATUS, f"fault: solo5-hvt: {why}")
+        return True
+
+    def resume(self, block: Block) -> None:
+        block.resume()
+
+    def surface_summary(self) -> str:
+        used = [f"{name} x{n}" for name, n in self.calls.items() if n]
+        return "hypercalls: " + (", ".join(used) if used else "none")
+
+    def close(self) -> None:
+        super().close()
+        self.attached.close()
+
+
+def _show(result: Any) -> Any:
+    if isinstance(result, Block):
+        return f"<blocks: {result.reason}>"
+    if isinstance(result, GuestExit):
+        return f"<exit {result.status}>"
+    return result
