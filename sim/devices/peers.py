@@ -1,0 +1,398 @@
+"""A built-in network peer: answers ARP and ICMP echo, and can ping.
+
+It attaches to a switch like a guest's NIC, with its own MAC and IPv4
+address (10.0.0.1 by default; Solo5's network tests put the guest at
+10.0.0.2). Frames are encoded here with ``struct``: Ethernet II, ARP for
+IPv4 over Ethernet (RFC 826), IPv4 with a 20-byte header (RFC 791) and ICMP
+echo (RFC 792), with the ones'-complement checksum of RFC 1071. The peer
+answers at once: no processing time, so a round trip is the network's alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+import simpy
+
+from sim.devices.net import BROADCAST, ETH_HEADER, NetError, Switch, mac_str
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+ARP_REQUEST, ARP_REPLY = 1, 2
+IPPROTO_ICMP = 1
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+DEFAULT_TTL = 64
+
+_ETH = struct.Struct("!6s6sH")
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_ICMP_ECHO = struct.Struct("!BBHHH")
+_PAYLOAD_FILL = bytes(range(8, 256)) * 270  # after the 8-byte time stamp, as ping fills
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ip_bytes(ip: str | bytes) -> bytes:
+    if isinstance(ip, bytes) and len(ip) == 4:
+        return ip
+    try:
+        return ipaddress.IPv4Address(ip).packed
+    except ValueError:
+        raise NetError(f"{ip!r} is not an IPv4 address.") from None
+
+
+def ip_str(ip: bytes) -> str:
+    return str(ipaddress.IPv4Address(ip))
+
+
+def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
+    return _ETH.pack(dst, src, ethertype) + payload
+
+
+def arp(op: int, sender_mac: bytes, sender_ip: bytes, target_mac: bytes, target_ip: bytes) -> bytes:
+    """An ARP packet for IPv4 over Ethernet (28 bytes)."""
+    return _ARP.pack(1, ETHERTYPE_IPV4, 6, 4, op, sender_mac, sender_ip, target_mac, target_ip)
+
+
+def ipv4(
+    src: bytes, dst: bytes, proto: int, payload: bytes, ident: int, ttl: int = DEFAULT_TTL
+) -> bytes:
+    """An IPv4 packet with a 20-byte header, DF set, checksum filled in."""
+    header = _IPV4.pack(0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, ttl, proto, 0, src, dst)
+    csum = checksum(header)
+    return header[:10] + struct.pack("!H", csum) + header[12:] + payload
+
+
+def icmp_echo(kind: int, ident: int, seq: int, data: bytes) -> bytes:
+    """An ICMP echo request (8) or reply (0), checksum filled in."""
+    body = _ICMP_ECHO.pack(kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + data
+    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+
+
+@dataclass
+class PingResults:
+    """What one ``ping`` saw; times are simulated nanoseconds."""
+
+    target: str
+    count: int
+    size: int
+    sent: int = 0
+    received: int = 0
+    duplicates: int = 0
+    rtts_ns: list[int] = field(default_factory=list)
+    replied_seqs: list[int] = field(default_factory=list)
+    unreachable: bool = False  # ARP never resolved the target
+    done: bool = False
+
+    @property
+    def loss(self) -> float:
+        """Fraction of echo requests without a reply (1.0 if none could be sent)."""
+        if self.sent == 0:
+            return 1.0
+        return 1.0 - self.received / self.sent
+
+    @property
+    def lost_seqs(self) -> list[int]:
+        replied = set(self.replied_seqs)
+        return [seq for seq in range(1, self.sent + 1) if seq not in replied]
+
+    def summary(self) -> str:
+        """One line in the style of ping's statistics."""
+        if self.unreachable:
+            return (
+                f"0 packets transmitted, 0 received, 100% packet loss "
+                f"({self.target}: ARP got no answer, destination host unreachable)"
+            )
+        pct = f"{self.loss * 100:.4g}%"
+        line = f"{self.sent} packets transmitted, {self.received} received"
+        if self.duplicates:
+            line += f", +{self.duplicates} duplicates"
+        line += f", {pct} packet loss"
+        if self.rtts_ns:
+            lo = min(self.rtts_ns) / 1000
+            hi = max(self.rtts_ns) / 1000
+            avg = sum(self.rtts_ns) / len(self.rtts_ns) / 1000
+            line += f", rtt min/avg/max = {lo:.3f}/{avg:.3f}/{hi:.3f} us"
+        return line
+
+
+class PingPeer:
+    """A host on the switch that answers ARP and ICMP echo, and pings.
+
+    ``ping`` is a SimPy process: ARP for the target (``arp_tries`` requests,
+    ``arp_timeout_ns`` apart), then ``count`` echo requests ``interval_ns``
+    apart, then wait until every reply is in or ``timeout_ns`` after the
+    last request. Its value, and ``results``, is a ``PingResults``.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        switch: Switch,
+        ip: str = "10.0.0.1",
+        mac: bytes = b"\x02\x00\x00\x00\x00\x01",
+        *,
+        name: str = "peer",
+        latency_ns: int | None = None,
+        bandwidth_bps: int | None = None,
+    ):
+        if len(mac) != 6:
+            raise NetError(f"A MAC address is 6 bytes, not {mac!r}.")
+        self.env = env
+        self.switch = switch
+        self.name = name
+        self.ip = ip_bytes(ip)
+        self.mac = bytes(mac)
+        self.arp_table: dict[bytes, bytes] = {}
+        self.results: PingResults | None = None
+        self._ip_ident = 0
+        self._ping_ident = 0
+        self._pinging: _PingState | None = None
+        self._arp_waiters: dict[bytes, simpy.Event] = {}
+        self.rx_frames = 0
+        self.tx_frames = 0
+        self.echo_replies_sent = 0
+        self.arp_replies_sent = 0
+        self.ignored = 0  # frames not for us, malformed, or with a bad checksum
+        self.port = switch.attach(self, latency_ns=latency_ns, bandwidth_bps=bandwidth_bps)
+
+    def __repr__(self) -> str:
+        return f"PingPeer({self.name!r}, {ip_str(self.ip)}, {mac_str(self.mac)})"
+
+    # -- sending ------------------------------------------------------------------
+
+    def _send(self, frame: bytes) -> None:
+        self.tx_frames += 1
+        self.switch.send(self.port, frame)
+
+    def _send_ip(self, dst_mac: bytes, dst_ip: bytes, payload: bytes) -> None:
+        self._ip_ident = (self._ip_ident + 1) & 0xFFFF
+        packet = ipv4(self.ip, dst_ip, IPPROTO_ICMP, payload, self._ip_ident)
+        self._send(ethernet(dst_mac, self.mac, ETHERTYPE_IPV4, packet))
+
+    def arp_request(self, target_ip: bytes) -> None:
+        self._send(
+            ethernet(
+                BROADCAST,
+                self.mac,
+                ETHERTYPE_ARP,
+                arp(ARP_REQUEST, self.mac, self.ip, bytes(6), target_ip),
+            )
+        )
+
+    # -- receiving ----------------------------------------------------------------
+
+    def deliver(self, frame: bytes) -> None:
+        """Called by the switch: handle one frame at once."""
+        self.rx_frames += 1
+        dst, src, ethertype = _ETH.unpack_from(frame)
+        if dst != self.mac and dst != BROADCAST:
+            self.ignored += 1
+            return
+        body = frame[ETH_HEADER:]
+        if ethertype == ETHERTYPE_ARP:
+            self._on_arp(body)
+        elif ethertype == ETHERTYPE_IPV4:
+            self._on_ipv4(src, body)
+        else:
+            self.ignored += 1
+
+    def _on_arp(self, body: bytes) -> None:
+        if len(body) < _ARP.size:
+            self.ignored += 1
+            return
+        htype, ptype, hlen, plen, op, smac, sip, _tmac, tip = _ARP.unpack_from(body)
+        if (htype, ptype, hlen, plen) != (1, ETHERTYPE_IPV4, 6, 4):
+            self.ignored += 1
+            return
+        if sip != bytes(4):
+            self.arp_table[sip] = smac
+            waiter = self._arp_waiters.pop(sip, None)
+            if waiter is not None and not waiter.triggered:
+                waiter.succeed(smac)
+        if op == ARP_REQUEST and tip == self.ip:
+            self.arp_replies_sent += 1
+            self._send(
+                ethernet(
+                    smac, self.mac, ETHERTYPE_ARP, arp(ARP_REPLY, self.mac, self.ip, smac, sip)
+                )
+            )
+
+    def _on_ipv4(self, src_mac: bytes, body: bytes) -> None:
+        if len(body) < 20:
+            self.ignored += 1
+            return
+        ver_ihl, _tos, total, _ident, frag, _ttl, proto, _csum, sip, dip = _IPV4.unpack_from(body)
+        ihl = (ver_ihl & 0x0F) * 4
+        if (
+            ver_ihl >> 4 != 4
+            or ihl < 20
+            or total < ihl
+            or total > len(body)
+            or checksum(body[:ihl]) != 0
+            or frag & 0x3FFF  # a fragment: not reassembled here
+            or dip != self.ip
+            or proto != IPPROTO_ICMP
+        ):
+            self.ignored += 1
+            return
+        icmp = body[ihl:total]
+        if len(icmp) < _ICMP_ECHO.size or checksum(icmp) != 0:
+            self.ignored += 1
+            return
+        kind, code, _csum, ident, seq = _ICMP_ECHO.unpack_from(icmp)
+        if kind == ICMP_ECHO_REQUEST and code == 0:
+            self.echo_replies_sent += 1
+            reply = icmp_echo(ICMP_ECHO_REPLY, ident, seq, icmp[_ICMP_ECHO.size :])
+            self._send_ip(src_mac, sip, reply)
+        elif kind == ICMP_ECHO_REPLY and self._pinging is not None:
+            self._pinging.on_reply(sip, ident, seq)
+        else:
+            self.ignored += 1
+
+    # -- pinging ------------------------------------------------------------------
+
+    def ping(
+        self,
+        target_ip: str,
+        count: int,
+        interval_ns: int = 1_000_000,
+        size: int = 56,
+        *,
+        timeout_ns: int = 1_000_000_000,
+        arp_timeout_ns: int = 1_000_000_000,
+        arp_tries: int = 3,
+    ) -> simpy.Process:
+        """Start pinging ``target_ip``; returns the SimPy process (value: PingResults)."""
+        for label, value, minimum in (
+            ("count", count, 1),
+            ("interval_ns", interval_ns, 0),
+            ("size", size, 0),
+            ("timeout_ns", timeout_ns, 0),
+            ("arp_timeout_ns", arp_timeout_ns, 1),
+            ("arp_tries", arp_tries, 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise NetError(
+                    f"ping {label} must be an integer of at least {minimum}, not {value!r}."
+                )
+        if size > 65_507:
+            raise NetError(f"ping size {size} does not fit in one IPv4 packet.")
+        if self._pinging is not None:
+            raise NetError(f"Peer '{self.name}' is already pinging.")
+        target = ip_bytes(target_ip)
+        self._ping_ident = (self._ping_ident + 1) & 0xFFFF
+        state = _PingState(self, target, PingResults(ip_str(target), count, size), self._ping_ident)
+        self._pinging = state
+        self.results = state.results
+        return self.env.process(state.run(interval_ns, timeout_ns, arp_timeout_ns, arp_tries))
+
+    def _resolve(self, target: bytes, timeout_ns: int):
+        """Generator: wait for an ARP answer or the timeout; value = MAC or None."""
+        if target in self.arp_table:
+            return self.arp_table[target]
+        waiter = self._arp_waiters.get(target)
+        if waiter is None:
+            waiter = self._arp_waiters[target] = self.env.event()
+        self.arp_request(target)
+        yield waiter | self.env.timeout(timeout_ns)
+        return self.arp_table.get(target)
+
+    # -- snapshots ----------------------------------------------------------------
+
+    def save(self) -> dict:
+        """ARP table and counters; refuses while a ping is running (its process is not state)."""
+        if self._pinging is not None:
+            raise RuntimeError(f"Peer '{self.name}' cannot be saved while it is pinging.")
+        return {
+            "ip": ip_str(self.ip),
+            "mac": self.mac.hex(),
+            "arp_table": {ip.hex(): mac.hex() for ip, mac in self.arp_table.items()},
+            "ip_ident": self._ip_ident,
+            "ping_ident": self._ping_ident,
+            "counters": self._counters(),
+        }
+
+    def _counters(self) -> dict:
+        return {
+            "rx_frames": self.rx_frames,
+            "tx_frames": self.tx_frames,
+            "echo_replies_sent": self.echo_replies_sent,
+            "arp_replies_sent": self.arp_replies_sent,
+            "ignored": self.ignored,
+        }
+
+    def restore(self, state: dict) -> None:
+        if self._pinging is not None:
+            raise RuntimeError(f"Peer '{self.name}' cannot be restored while it is pinging.")
+        if state["ip"] != ip_str(self.ip) or state["mac"] != self.mac.hex():
+            raise NetError(f"Snapshot of peer {state['ip']} does not match peer '{self.name}'.")
+        self.arp_table = {
+            bytes.fromhex(ip): bytes.fromhex(mac) for ip, mac in state["arp_table"].items()
+        }
+        self._ip_ident = state["ip_ident"]
+        self._ping_ident = state["ping_ident"]
+        for key, value in state["counters"].items():
+            setattr(self, key, value)
+
+
+class _PingState:
+    """One running ping: send times by sequence number, the replies seen."""
+
+    def __init__(self, peer: PingPeer, target: bytes, results: PingResults, ident: int):
+        self.peer = peer
+        self.target = target
+        self.results = results
+        self.ident = ident
+        self.sent_at: dict[int, int] = {}
+        self.all_in = peer.env.event()
+
+    def on_reply(self, src_ip: bytes, ident: int, seq: int) -> None:
+        res = self.results
+        if src_ip != self.target or ident != self.ident or seq not in self.sent_at:
+            self.peer.ignored += 1
+            return
+        if seq in res.replied_seqs:
+            res.duplicates += 1
+            return
+        res.received += 1
+        res.replied_seqs.append(seq)
+        res.rtts_ns.append(self.peer.env.now - self.sent_at[seq])
+        if res.received == res.count and not self.all_in.triggered:
+            self.all_in.succeed()
+
+    def run(self, interval_ns: int, timeout_ns: int, arp_timeout_ns: int, arp_tries: int):
+        peer, env, res = self.peer, self.peer.env, self.results
+        try:
+            mac = None
+            for _ in range(arp_tries):
+                mac = yield from peer._resolve(self.target, arp_timeout_ns)
+                if mac is not None:
+                    break
+            if mac is None:
+                res.unreachable = True
+                return res
+            for seq in range(1, res.count + 1):
+                if seq > 1 and interval_ns:
+                    yield env.timeout(interval_ns)
+                # The payload starts with the send time, as ping's does.
+                data = (struct.pack("!Q", env.now) + _PAYLOAD_FILL[: res.size])[: res.size]
+                self.sent_at[seq] = env.now
+                res.sent += 1
+                peer._send_ip(mac, self.target, icmp_echo(ICMP_ECHO_REQUEST, self.ident, seq, data))
+            if res.received < res.count:
+                yield self.all_in | env.timeout(timeout_ns)
+            return res
+        finally:
+            res.done = True
+            peer._pinging = None
