@@ -9,8 +9,9 @@ whether it stopped. The single-guest runner (sim.boot) and the host model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from unicorn import UC_HOOK_CODE
 
@@ -18,7 +19,7 @@ from sim.cpu.disasm import Disassembler
 from sim.cpu.vcpu import VCPU, ExitKind
 from sim.devices.console import Console
 from sim.image import Image
-from sim.libos.dispatch import Block, GuestExit
+from sim.libos.dispatch import Block, GuestExit, Switch
 from sim.libos.personality import BUDGET_STATUS, BootConfig, GuestServices, Personality
 from sim.libos.registry import personality_for
 from sim.trace import NULL_TRACER, Event, Tracer
@@ -90,24 +91,46 @@ class Guest:
         crossings_before = self.crossings
         if self._blocked is not None:
             block, self._blocked = self._blocked, None
-            self.personality.resume(block)
+            # A personality with threads may find them all still waiting.
+            again = self.personality.resume(block)
+            if isinstance(again, GuestExit):
+                return self._stop(Stopped(again.status, again.reason), s.cost_ns)
+            if isinstance(again, Block):
+                self._blocked = again
+                return Step(0, s.cost_ns, 0, again.until_ns, again.event)
         budget = min(max_insns, self.max_insns - self.retired)
         if budget <= 0:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), 0)
-        result = self.vcpu.run(budget)
-        self.retired += result.retired
-        busy = self.config.time.insns_to_ns(result.retired) + s.cost_ns
-        self.now_ns = now_ns + busy
-        crossings = self.crossings - crossings_before
-        if result.kind is ExitKind.TRAP:
+        retired = 0
+        time = self.config.time
+        while True:
+            result = self.vcpu.run(budget - retired)
+            retired += result.retired
+            self.retired += result.retired
+            # Later runs in this step start where this one ended (for now()).
+            s.step_start_ns += time.insns_to_ns(result.retired)
+            s.insn_base += result.retired
+            busy = s.step_start_ns - now_ns + s.cost_ns
+            self.now_ns = now_ns + busy
+            crossings = self.crossings - crossings_before
+            if result.kind is not ExitKind.TRAP:
+                break
             pending, self.personality.pending = self.personality.pending, None
+            if isinstance(pending, Switch):
+                # The thread yielded, blocked or ended: another may run on.
+                pending = self.personality.switch()
+                if pending is None:
+                    if retired < budget and self.retired < self.max_insns:
+                        continue
+                    return Step(retired, s.step_start_ns - now_ns + s.cost_ns, crossings)
+                busy = s.step_start_ns - now_ns + s.cost_ns
             if isinstance(pending, GuestExit):
                 return self._stop(Stopped(pending.status, pending.reason,
                                           pending.reason.startswith("fault")), busy, crossings)
             if isinstance(pending, Block):
                 self._blocked = pending
-                return Step(result.retired, busy, crossings, pending.until_ns, pending.event)
-            return Step(result.retired, busy, crossings)
+                return Step(retired, busy, crossings, pending.until_ns, pending.event)
+            return Step(retired, busy, crossings)
         if result.kind is ExitKind.FAULT:
             assert result.fault is not None
             outcome = self.personality.on_fault(result.fault)
@@ -115,13 +138,17 @@ class Guest:
                 self.services.emit("fault", result.fault.name, rip=result.fault.rip,
                                    cr2=result.fault.cr2, delivered=False)
                 return self._stop(Stopped(outcome.status, outcome.reason, True), busy, crossings)
-            return Step(result.retired, busy, crossings)
+            return Step(retired, busy, crossings)
         if result.kind is ExitKind.HALT:
             return self._stop(Stopped(HALT_STATUS, "halted: hlt with interrupts off, nothing "
                                                    "can wake the guest"), busy, crossings)
         if self.retired >= self.max_insns:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), busy, crossings)
-        return Step(result.retired, busy, crossings)
+        preempt = getattr(self.personality, "preempt", None)
+        if preempt is not None:  # the slice is over: round robin among threads
+            preempt()
+            busy = s.step_start_ns - now_ns + s.cost_ns
+        return Step(retired, busy, crossings)
 
     def _budget_reason(self) -> str:
         return f"budget: instruction limit of {self.max_insns} reached"

@@ -9,8 +9,9 @@ buffers and a dict for IN structs.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from sim.cpu.memory import GuestMemory, GuestMemoryError
 from sim.libos.abi import Abi, AbiError, Arg, Call, Dir
@@ -72,6 +73,14 @@ class GuestExit:
     reason: str = "exit"
 
 
+@dataclass(frozen=True)
+class Switch:
+    """The calling thread gave up the core (yield, exit, block): the guest's
+    runner asks the personality (``switch()``) which thread runs next."""
+
+    reason: str = "switch"
+
+
 class ArgumentError(Exception):
     """An argument that no handler should see (length too large, bad text)."""
 
@@ -80,13 +89,13 @@ class ArgumentError(Exception):
         self.error = error
 
 
-Handler = Callable[..., "int | Block | GuestExit"]
+Handler = Callable[..., "int | Block | GuestExit | Switch"]
 
 
 @dataclass
 class Served:
     call: Call | None
-    result: "int | Block | GuestExit"
+    result: int | Block | GuestExit
     args: dict[str, Any]
     denied: str | None = None
 

@@ -18,18 +18,54 @@ monitor's W^X holds for the whole run.
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from typing import Any
 
 from unicorn import x86_const as X
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from sim.cpu.memory import GuestMemoryError
 from sim.cpu.paging import LARGE, PAGE, Mapping, PageTableBuilder
 from sim.cpu.vcpu import Trap
 from sim.libos.abi import Abi
-from sim.libos.dispatch import Block, Dispatcher, GuestExit, OutBuffer
+from sim.libos.dispatch import (
+    ArgumentError,
+    Block,
+    Dispatcher,
+    GuestExit,
+    OutBuffer,
+    OutStruct,
+    Served,
+    Switch,
+)
+from sim.libos.monitor import Monitor, PolicyError, find_policy
 from sim.libos.personality import BootError, Personality
-from sim.libos.pico_abi import BOOT_INFO, PICO_ABI
+from sim.libos.pico_abi import (
+    BOOT_INFO,
+    KIND_PIPE,
+    OPEN_APPEND,
+    OPEN_CREATE,
+    OPEN_NONBLOCK,
+    OPEN_READ,
+    OPEN_TRUNCATE,
+    OPEN_WRITE,
+    PICO_ABI,
+)
+from sim.libos.pico_streams import (
+    ByteQueue,
+    ConsoleStream,
+    EventObject,
+    FileStream,
+    Listener,
+    PipeEnd,
+    Sandbox,
+    SimHost,
+    Stream,
+    StreamError,
+)
+from sim.libos.pico_threads import Scheduler, Thread, Wait
+from sim.libos.pico_vm import VirtualMemory
 
 GDT_BASE = 0x1000
 PML4 = 0x2000
@@ -56,6 +92,18 @@ class Regions:
         self._starts.insert(i, start)
         self._spans.insert(i, (start, end, writable))
 
+    def remove(self, start: int, end: int) -> None:
+        """Forget [start, end): spans overlapping it are cut."""
+        starts: list[int] = []
+        spans: list[tuple[int, int, bool]] = []
+        for s, e, w in self._spans:
+            pieces = [(s, e)] if e <= start or s >= end else \
+                [(a, b) for a, b in ((s, start), (end, e)) if b > a]
+            for a, b in pieces:
+                starts.append(a)
+                spans.append((a, b, w))
+        self._starts, self._spans = starts, spans
+
     def check(self, addr: int, size: int, write: bool) -> None:
         if size == 0:
             return
@@ -76,6 +124,11 @@ class Regions:
         self.check(addr, size, write)
 
 
+DEADLOCK_STATUS = 126  # every thread waits and nothing can ever wake one
+OPEN_FLAGS = OPEN_READ | OPEN_WRITE | OPEN_CREATE | OPEN_TRUNCATE | OPEN_APPEND | OPEN_NONBLOCK
+MAX_WAIT_HANDLES = 64
+
+
 class PicoPersonality(Personality):
     name = "pico"
     abi: Abi = PICO_ABI
@@ -85,12 +138,25 @@ class PicoPersonality(Personality):
         mem = s.config.mem_bytes
         if not MIN_MEM <= mem <= MAX_MEM:
             raise BootError(f"pico guests need between {MIN_MEM >> 20} and {MAX_MEM >> 20} MiB of memory")
+        opts = s.config.options
+        module = opts.get("pico.abi_module")
+        if module is not None:
+            self.abi = module.abi
+        try:
+            self.policy = find_policy(s.image.path, s.image.pico_manifest, opts.get("pico.policy"))
+        except PolicyError as err:
+            raise BootError(str(err)) from None
         image = s.image
         stack_base = mem - STACK_BYTES
         heap_start = _page_up(image.kernel_end)
         heap_end = stack_base - PAGE  # guard page below the stack
         if image.kernel_end > heap_end:
             raise BootError(f"image needs {image.kernel_end:#x} bytes but memory is {mem:#x}")
+        # The boot heap (malloc's arena) takes a quarter of the free memory;
+        # the rest is the vm area, mapped only as vm_alloc hands it out.
+        boot_end = heap_start + (heap_end - heap_start) // 4
+        boot_end = max(heap_start + PAGE, boot_end & ~(LARGE - 1) if boot_end & ~(LARGE - 1) > heap_start
+                       else boot_end & ~(PAGE - 1))
         self.regions = Regions()
         tables = PageTableBuilder(s.mem, PML4, TABLES_START, TABLES_END, nx_enabled=True)
         s.mem.write(GDT_BASE, GDT)
@@ -101,18 +167,43 @@ class PicoPersonality(Personality):
             s.mem.write(seg.vaddr, seg.data)
             tables.map(Mapping(start, seg.aligned_end, seg.writable, seg.executable))
             self.regions.add(start, seg.aligned_end, seg.writable)
-        _map_mixed(tables, heap_start, heap_end)
-        self.regions.add(heap_start, heap_end, True)
+        _map_mixed(tables, heap_start, boot_end)
+        self.regions.add(heap_start, boot_end, True)
         tables.map(Mapping(stack_base, mem, writable=True, executable=False))
         self.regions.add(stack_base, mem, True)
         self.tables = tables
         s.mem.write(BOOT_INFO_ADDR, BOOT_INFO.encode(
-            {"mem_size": mem, "heap_start": heap_start, "heap_end": heap_end, "stack_top": mem}))
+            {"mem_size": mem, "heap_start": heap_start, "heap_end": boot_end, "stack_top": mem}))
         s.vcpu.enter_long_mode(cr3=PML4, gdt_base=GDT_BASE, gdt_limit=len(GDT) - 1,
                                rip=image.entry, rsp=mem, nx=True)
         s.vcpu.set_reg(X.UC_X86_REG_RDI, BOOT_INFO_ADDR)
         self.cmdline = " ".join(s.config.args).encode() + b"\0"
-        self.dispatcher = Dispatcher(self.abi, self.handlers(), s.mem, policy=self.regions)
+        uc = s.vcpu.uc
+        self.vm = VirtualMemory(boot_end, heap_end, self.policy.memory, tables, self.regions,
+                                zero=lambda a, n: s.mem.write(a, bytes(n)),
+                                flush=self._flush)
+        self.monitor = Monitor(self.policy, self.abi, s.emit)
+        self.sched = Scheduler(uc, self.policy.threads, s.now)
+        self.host: SimHost = opts.get("pico.host") or SimHost()
+        if self.host.env is None:
+            self.host.env = s.env
+        self.sandbox = Sandbox(opts.get("pico.sandbox"))
+        self.handles: dict[int, Any] = {}
+        self._next_handle = 1
+        self._futex: dict[int, list[Wait]] = {}
+        self._kick_event: Any = None
+        handlers = self.handlers()
+        if module is not None and module.handlers is not None:
+            handlers.update(module.handlers(self))
+        handlers = {k: v for k, v in handlers.items() if k in self.abi.by_name}
+        self.dispatcher = Dispatcher(self.abi, handlers, s.mem, policy=self.regions,
+                                     admit=self.monitor.admit)
+
+    def _flush(self, code: bool) -> None:
+        uc = self.s.vcpu.uc
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        if code:
+            uc.ctl_flush_tb()
 
     # -- traps ---------------------------------------------------------------
     def on_trap(self, trap: Trap) -> bool:
@@ -130,24 +221,112 @@ class PicoPersonality(Personality):
         if isinstance(result, int):
             vcpu.set_reg(X.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
             return False
+        if isinstance(result, Block):  # a variant ABI's handler may still block this way
+            result = Wait(result.reason, deadline=result.until_ns, timeout_result=0,
+                          poll=(lambda b=result: b.resume() if self.s.now() >= (b.until_ns or 0) else None))
+        if isinstance(result, Wait):
+            self.sched.block(result)
+            result = Switch("block")
         self.pending = result
         return True
 
-    def resume(self, block: Block) -> None:
-        self.s.vcpu.set_reg(X.UC_X86_REG_RAX, block.resume() & 0xFFFF_FFFF_FFFF_FFFF)
+    def trace_call(self, served: Served) -> None:
+        if isinstance(served.result, Wait):
+            served = Served(served.call, Block(served.result.deadline, reason=served.result.reason),
+                            served.args, served.denied)
+        super().trace_call(served)
+
+    # -- scheduling (called by Guest.step, outside the emulator) ---------------
+    def switch(self, rotate: bool = True) -> Block | GuestExit | None:
+        """Run the next ready thread; a Block when all wait; None to go on."""
+        sched = self.sched
+        if not sched.threads:
+            return GuestExit(sched.current.status & 0xFF, "exit: the last thread ended")
+        t = sched.pick(rotate)
+        if t is None:
+            deadline = sched.earliest_deadline()
+            external = sched.waits_externally()
+            if deadline is None and not (external and self.s.env is not None):
+                return GuestExit(DEADLOCK_STATUS, "deadlock: every thread waits and nothing "
+                                                  "can wake one")
+            return Block(until_ns=deadline, event=self._kick() if external else None,
+                         reason="all threads wait")
+        if sched.switch_to(t):
+            self.s.charge(self.abi.cost_classes["thread"])
+            self.s.emit("call", "thread_switch", args={"to": t.tid}, result=0)
+        return None
+
+    def resume(self, block: Block) -> Block | GuestExit | None:
+        return self.switch(rotate=False)
+
+    def preempt(self) -> None:
+        """The slice ended: round robin to the next ready thread."""
+        if len(self.sched.threads) > 1:
+            self.switch(rotate=True)
+
+    def _kick(self) -> Any:
+        env = self.s.env
+        if env is None:
+            return None
+        if self._kick_event is None or self._kick_event.triggered:
+            self._kick_event = env.event()
+        return self._kick_event
+
+    def kick(self) -> None:
+        """Something another guest did may have ended a wait here."""
+        ev = self._kick_event
+        if ev is not None and not ev.triggered:
+            ev.succeed()
+
+    def surface_summary(self) -> str:
+        return self.monitor.summary()
+
+    def close(self) -> None:
+        super().close()
+        now = self.s.now()
+        for obj in list(self.handles.values()):
+            if obj is not None:
+                obj.close(now)
+        self.handles.clear()
+        self.sandbox.cleanup()
+
+    # -- helpers for handlers (and variant ABIs' handlers) ----------------------
+    def error(self, name: str) -> int:
+        return self.abi.error_value(name)
+
+    def read_guest(self, addr: int, size: int) -> bytes:
+        """Bytes of guest memory, checked like any decoded pointer."""
+        self.regions.check(addr, size, write=False)
+        return self.s.mem.read(addr, size)
+
+    def _handle_room(self) -> None:
+        if len(self.handles) >= self.policy.handles:
+            self.monitor.refuse("handle", f"handle limit {self.policy.handles} reached")
+            raise ArgumentError("ELIMIT", f"handle limit {self.policy.handles} reached")
+
+    def _new_handle(self, obj: Any) -> int:
+        if len(self.handles) >= self.policy.handles:
+            self.monitor.refuse("handle", f"handle limit {self.policy.handles} reached")
+            raise ArgumentError("ELIMIT", f"handle limit {self.policy.handles} reached")
+        h = self._next_handle
+        self._next_handle += 1
+        self.handles[h] = obj
+        return h
+
+    def _obj(self, handle: int, kind: type | tuple[type, ...] = object) -> Any:
+        obj = self.handles.get(handle)
+        if obj is None or not isinstance(obj, kind):
+            raise ArgumentError("EBADH", f"handle {handle} is not an open handle of that kind")
+        return obj
+
+    def write_stream(self, handle: int, data: bytes) -> int:
+        return self._obj(handle, Stream).write(data, self.s.now())
 
     # -- handlers (one per declared call) -------------------------------------
     def handlers(self) -> dict[str, Any]:
-        return {
-            "exit": self.call_exit,
-            "console_write": self.call_console_write,
-            "clock_monotonic": self.call_clock_monotonic,
-            "clock_wall": self.call_clock_wall,
-            "sleep_until": self.call_sleep_until,
-            "random_bytes": self.call_random_bytes,
-            "cmdline": self.call_cmdline,
-        }
+        return {name: getattr(self, "call_" + name) for name in PICO_ABI.by_name}
 
+    # process
     def call_exit(self, status: int) -> GuestExit:
         return GuestExit(status & 0xFF, "exit")
 
@@ -161,10 +340,10 @@ class PicoPersonality(Personality):
     def call_clock_wall(self) -> int:
         return self.s.config.time.wall_ns(self.s.now())
 
-    def call_sleep_until(self, deadline_ns: int) -> int | Block:
+    def call_sleep_until(self, deadline_ns: int) -> int | Wait:
         if deadline_ns <= self.s.now():
             return 0
-        return Block(until_ns=deadline_ns, resume=lambda: 0, reason="sleep")
+        return Wait("sleep", deadline=deadline_ns, timeout_result=0)
 
     def call_random_bytes(self, buf: OutBuffer, size: int) -> int:
         return buf.write(self.s.rng.randbytes(size))
@@ -173,6 +352,297 @@ class PicoPersonality(Personality):
         buf.write(self.cmdline[:size])
         return len(self.cmdline)
 
+    def call_process_info(self, info: OutStruct) -> int:
+        info.set(mem_quota=self.vm.quota, mem_used=self.vm.used, vm_start=self.vm.start,
+                 vm_end=self.vm.end, threads=self.sched.alive, thread_limit=self.policy.threads,
+                 handles=len(self.handles), handle_limit=self.policy.handles)
+        return 0
+
+    def call_debug_log(self, buf: str, size: int) -> int:
+        self.s.emit("dev", "debug.log", text=buf)
+        return 0
+
+    # memory
+    def call_vm_alloc(self, size: int, prot: int) -> int:
+        try:
+            return self.vm.alloc(size, prot)
+        except ArgumentError as err:
+            if err.error == "ENOMEM":
+                self.monitor.refuse("vm_alloc", str(err), size=size)
+            raise
+
+    def call_vm_free(self, addr: int, size: int) -> int:
+        self.vm.free(addr, size)
+        return 0
+
+    def call_vm_protect(self, addr: int, size: int, prot: int) -> int:
+        self.vm.protect(addr, size, prot)
+        return 0
+
+    # threads
+    def call_thread_create(self, entry: int, arg: int, stack_top: int) -> int:
+        if stack_top % 16 or stack_top < 64:
+            raise ArgumentError("EINVAL", f"stack_top {stack_top:#x} is not 16-byte aligned")
+        self.regions.check(entry, 1, write=False)
+        self.regions.check(stack_top - 64, 64, write=True)
+        if self.sched.alive >= self.policy.threads:
+            self.monitor.refuse("thread_create", f"thread limit {self.policy.threads} reached")
+            raise ArgumentError("ELIMIT", f"thread limit {self.policy.threads} reached")
+        h = self._new_handle(None)
+        # The thread starts as if called: a zero return address on its stack,
+        # so returning from the entry function faults instead of running on.
+        self.s.mem.write_u64(stack_top - 8, 0)
+        t = self.sched.create(entry, arg, stack_top - 8)
+        t.handle = h
+        self.handles[h] = t
+        return h
+
+    def call_thread_exit(self, status: int) -> Switch | GuestExit:
+        self.sched.exit_current(status)
+        if not self.sched.threads:
+            return GuestExit(status & 0xFF, "exit: the last thread ended")
+        return Switch("thread exit")
+
+    def call_thread_yield(self) -> int | Switch:
+        if len(self.sched.threads) < 2:
+            return 0
+        self.sched.current.result = 0
+        return Switch("yield")
+
+    def call_thread_self(self) -> int:
+        t = self.sched.current
+        if not t.handle:
+            t.handle = self._new_handle(t)
+        return t.handle
+
+    def _word(self, addr: int) -> None:
+        if addr % 4:
+            raise ArgumentError("EINVAL", f"futex word {addr:#x} is not 4-byte aligned")
+        self.regions.check(addr, 4, write=False)
+
+    def call_futex_wait(self, addr: int, expected: int, deadline_ns: int) -> int | Wait:
+        self._word(addr)
+        if self.s.mem.read_u32(addr) != expected:
+            return self.error("EAGAIN")
+        if deadline_ns and deadline_ns <= self.s.now():
+            return self.error("ETIMEDOUT")
+        queue = self._futex.setdefault(addr, [])
+        w = Wait("futex", deadline=deadline_ns or None, timeout_result=self.error("ETIMEDOUT"))
+        w.on_timeout = lambda: queue.remove(w) if w in queue else None
+        queue.append(w)
+        return w
+
+    def call_futex_wake(self, addr: int, count: int) -> int:
+        self._word(addr)
+        queue = self._futex.get(addr, [])
+        n = 0
+        while queue and n < count:
+            queue.pop(0).done = 0
+            n += 1
+        if not queue:
+            self._futex.pop(addr, None)
+        return n
+
+    def call_event_create(self, manual_reset: int, initially_set: int) -> int:
+        return self._new_handle(EventObject(bool(manual_reset), bool(initially_set)))
+
+    def call_event_set(self, handle: int) -> int:
+        self._obj(handle, EventObject).set_ = True
+        return 0
+
+    def call_event_clear(self, handle: int) -> int:
+        self._obj(handle, EventObject).set_ = False
+        return 0
+
+    def call_wait_any(self, handles: bytes, count_bytes: int, deadline_ns: int) -> int | Wait:
+        if count_bytes == 0 or count_bytes % 8 or count_bytes > 8 * MAX_WAIT_HANDLES:
+            raise ArgumentError("EINVAL", f"wait_any needs 1 to {MAX_WAIT_HANDLES} handles")
+        hs = struct.unpack(f"<{count_bytes // 8}q", handles)
+        objs = [self._obj(h) for h in hs]
+        if any(o is self.sched.current for o in objs):
+            raise ArgumentError("EINVAL", "a thread cannot wait for itself")
+
+        def poll() -> int | None:
+            for i, (h, o) in enumerate(zip(hs, objs)):
+                if self.handles.get(h) is not o:
+                    return self.error("EBADH")
+                if o.signaled():
+                    if isinstance(o, EventObject):
+                        o.consume()
+                    return i
+            return None
+
+        r = poll()
+        if r is not None:
+            return r
+        if deadline_ns and deadline_ns <= self.s.now():
+            return self.error("ETIMEDOUT")
+        external = any(isinstance(o, (PipeEnd, Listener)) for o in objs)
+        return Wait("wait_any", deadline=deadline_ns or None,
+                    timeout_result=self.error("ETIMEDOUT"), poll=poll, external=external)
+
+    # streams
+    def _scheme(self, uri: str) -> tuple[str, str]:
+        scheme, sep, rest = uri.partition(":")
+        if not sep:
+            raise ArgumentError("EINVAL", f"{uri!r} is not a URI (scheme:name)")
+        return scheme, rest
+
+    def _refuse_stream(self, call: str, err: ArgumentError) -> None:
+        if err.error == "EPERM":
+            self.monitor.refuse(call, str(err))
+
+    def call_stream_open(self, uri: str, uri_len: int, flags: int) -> int:
+        if flags & ~OPEN_FLAGS:
+            raise ArgumentError("EINVAL", f"unknown open flags {flags:#x}")
+        scheme, name = self._scheme(uri)
+        if scheme == "console":
+            return self._new_handle(ConsoleStream(self.s.console, flags or OPEN_WRITE))
+        if scheme == "file":
+            self._handle_room()  # ELIMIT before opening anything on the host
+            try:
+                fd = self.sandbox.open(name, flags)
+            except StreamError as err:
+                self._refuse_stream("stream_open", err)
+                raise
+            return self._new_handle(FileStream(fd, flags, self.policy.file_bytes))
+        if scheme == "pipe":
+            self._chan_name(uri, name)
+            rw = flags & (OPEN_READ | OPEN_WRITE)
+            if rw not in (OPEN_READ, OPEN_WRITE):
+                raise ArgumentError("EINVAL", "open a pipe with exactly one of OPEN_READ, OPEN_WRITE")
+            q = self.host.pipes.get(name)
+            if q is None:
+                q = self.host.pipes[name] = ByteQueue(self.host)
+            if rw == OPEN_WRITE:
+                h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=None, tx=q))
+                q.writers += 1
+                q.has_had_writer = True
+                return h
+            h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=q, tx=None))
+            q.reader_kick = self.kick
+            return h
+        raise ArgumentError("EINVAL", f"stream_open does not serve {scheme}: URIs "
+                                      "(console:, file:, pipe:; chan: uses stream_connect)")
+
+    @staticmethod
+    def _chan_name(uri: str, name: str) -> None:
+        if not 1 <= len(name) <= 64 or not all(c.isalnum() or c in "_-." for c in name):
+            raise ArgumentError("EINVAL", f"{uri!r}: names are 1-64 characters of [A-Za-z0-9_.-]")
+
+    def call_stream_read(self, handle: int, buf: OutBuffer, size: int) -> int | Wait:
+        st = self._obj(handle, Stream)
+        data = st.read(size)
+        if data is not None:
+            return buf.write(data)
+        if st.flags & OPEN_NONBLOCK:
+            return self.error("EAGAIN")
+
+        def poll() -> int | None:
+            if self.handles.get(handle) is not st:
+                return self.error("EBADH")
+            try:
+                got = st.read(size)
+                if got is None:
+                    return None
+                self.regions.check(buf.addr, len(got), write=True)
+                return buf.write(got)
+            except ArgumentError as err:
+                return self.error(err.error)
+            except GuestMemoryError:
+                return self.error("EFAULT")
+
+        return Wait("read", poll=poll, external=isinstance(st, PipeEnd))
+
+    def call_stream_write(self, handle: int, buf: bytes, size: int) -> int:
+        st = self._obj(handle, Stream)
+        self.s.emit("dev", "stream.write", handle=handle, bytes=size)
+        try:
+            return st.write(buf, self.s.now())
+        except OSError as err:
+            raise ArgumentError("ENOSPC", f"host refused the write: {os.strerror(err.errno or 0)}") from None
+
+    def call_handle_close(self, handle: int) -> int:
+        obj = self._obj(handle)
+        if obj is not None and not isinstance(obj, Thread):
+            obj.close(self.s.now())
+        del self.handles[handle]
+        if isinstance(obj, Thread) and obj.handle == handle:
+            obj.handle = 0
+        return 0
+
+    def call_handle_attr(self, handle: int, attr: OutStruct) -> int:
+        obj = self._obj(handle)
+        attr.set(**{"kind": 0, "flags": 0, "size": 0, "offset": 0, "readable": 0, "status": 0,
+                    **obj.attr()})
+        return 0
+
+    def call_stream_seek(self, handle: int, offset: int) -> int:
+        self._obj(handle, FileStream).seek(offset)
+        return 0
+
+    def _listen_name(self, uri: str) -> str:
+        scheme, name = self._scheme(uri)
+        if scheme != "chan":
+            raise ArgumentError("EINVAL", f"{uri!r}: listen and connect take chan: URIs")
+        self._chan_name(uri, name)
+        return name
+
+    def call_stream_listen(self, uri: str, uri_len: int) -> int:
+        name = self._listen_name(uri)
+        if name in self.host.listeners:
+            raise ArgumentError("EEXIST", f"{uri!r} already has a listener")
+        lst = Listener(self.host, name, self.kick)
+        h = self._new_handle(lst)
+        self.host.listeners[name] = lst
+        return h
+
+    def _accept(self, lst: Listener) -> int:
+        conn = lst.pending.popleft()
+        assert conn.rx is not None
+        conn.rx.reader_kick = self.kick
+        try:
+            return self._new_handle(conn)
+        except ArgumentError:
+            conn.close(self.s.now())
+            raise
+
+    def call_stream_accept(self, handle: int) -> int | Wait:
+        lst = self._obj(handle, Listener)
+        if lst.pending:
+            return self._accept(lst)
+
+        def poll() -> int | None:
+            if self.handles.get(handle) is not lst:
+                return self.error("EBADH")
+            if not lst.pending:
+                return None
+            try:
+                return self._accept(lst)
+            except ArgumentError as err:
+                return self.error(err.error)
+
+        return Wait("accept", poll=poll, external=True)
+
+    def call_stream_connect(self, uri: str, uri_len: int) -> int:
+        name = self._listen_name(uri)
+        lst = self.host.listeners.get(name)
+        if lst is None:
+            raise ArgumentError("ENOENT", f"nobody listens on {uri!r}")
+        h = self._new_handle(None)
+        self.handles[h] = lst.connect(self.s.now(), self.kick)
+        return h
+
+    def call_stream_delete(self, uri: str, uri_len: int) -> int:
+        scheme, name = self._scheme(uri)
+        if scheme != "file":
+            raise ArgumentError("EINVAL", "only file: streams can be deleted")
+        try:
+            self.sandbox.delete(name)
+        except StreamError as err:
+            self._refuse_stream("stream_delete", err)
+            raise
+        return 0
 
 def _page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
