@@ -27,6 +27,7 @@ from sim.libos.personality import BootConfig
 BOOT_OPTION_MODULES: tuple[str, ...] = (
     "sim.libos.solo5_options",
     "sim.tooling.options",
+    "sim.libos.pico_options",
 )
 
 

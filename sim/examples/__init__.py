@@ -36,6 +36,12 @@ EXAMPLES: dict[str, Example] = {
     "stack_smash": Example("stack_smash.c", "pico",
                            "overflows a stack buffer; the stack protector exits 134"),
     "sleep": Example("sleep.c", "pico", "sleeps 5 ms and prints the elapsed monotonic time"),
+    "mt_compute": Example("mt_compute.c", "pico",
+                          "threads hash slices of a buffer under a futex mutex: [THREADS [KIB]]"),
+    "filecopy": Example("filecopy.c", "pico", "writes a file in its sandbox, copies and checks it"),
+    "kv_server": Example("kv_server.c", "pico", "key-value server on chan:kv (run with --peer kv_client)"),
+    "kv_client": Example("kv_client.c", "pico", "load generator for kv_server: [REQUESTS]"),
+    "forbidden": Example("forbidden.c", "pico", "tries forbidden things and reports each denial"),
 }
 
 

@@ -212,6 +212,8 @@ class PicoPersonality(Personality):
             self.pending = GuestExit(139, f"fault: port I/O ({trap.kind} port {trap.port:#x}) "
                                           "is not part of the pico ABI")
             return True
+        if self.s.env is not None and self.host.env is None:
+            self.host.env = self.s.env  # run_alone sets the environment after boot
         nr, *args = vcpu.syscall_args()
         served = self.dispatcher.serve(nr, tuple(args))
         if served.call is not None:
