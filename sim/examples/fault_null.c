@@ -4,7 +4,8 @@
 
 int main(void)
 {
-    int *volatile p = NULL; /* volatile: gcc cannot see that p is NULL */
+    /* volatile twice: gcc can neither see that p is NULL nor drop the store */
+    volatile int *volatile p = NULL;
     printf("writing through a NULL pointer...\n");
     *p = 42;
     printf("still alive?!\n");

@@ -34,7 +34,7 @@ CFLAGS = (
     # Builtins stay on (gcc may inline memcpy and friends, and calls ours
     # otherwise), but it must not turn the libc's own loops into calls to them.
     "-fno-tree-loop-distribute-patterns",
-    "-fstack-protector-strong",
+    "-fstack-protector-strong", "-mstack-protector-guard=global",  # no TLS: use __stack_chk_guard
     "-fno-asynchronous-unwind-tables", "-fcf-protection=none",
 )
 LDFLAGS = (
@@ -73,6 +73,17 @@ TARGETS: dict[str, Target] = {
         abi="sim.libos.pico_abi:PICO_ABI",
         doc="picosim's own picoprocess ABI (syscall instruction)",
     ),
+    # Solo5: the manifest note comes from sim.libos.solo5.build_app(devices=[...]).
+    **{name: Target(
+        name,
+        sources=(f"targets/{name}/crt0.S", f"targets/{name}/backend.c",
+                 "targets/solo5/mft.c", "targets/solo5/notes.S"),
+        linker_script="targets/solo5/link.ld",
+        cflags=(f"-DSOLO5_TARGET={nr}", "-mstack-protector-guard=global",
+                "-I", str(SDK_DIR / "targets/solo5")),
+        doc=f"Solo5 {name} ({how})",
+    ) for name, nr, how in (("hvt", 1, "a tiny VM: hypercalls via out"),
+                            ("spt", 2, "a seccomp-confined process: Linux syscalls"))},
 }
 
 
