@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import checksum as scapy_checksum
 from scapy.utils import rdpcap
 
 from sim.devices.net import NetError, Nic, Switch, parse_mac, serialisation_ns
@@ -338,6 +339,12 @@ def test_encoders_against_scapy_builders():
     )
     assert ours == bytes(theirs)
     assert checksum(ours[:20]) == 0
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=200) | st.sampled_from([b"", b"\0\0", b"\xff\xff" * 5, b"\xff"]))
+def test_checksum_matches_scapy(data):
+    assert checksum(data) == scapy_checksum(data)
 
 
 def test_peer_answers_a_scapy_ping_and_ignores_bad_checksums():

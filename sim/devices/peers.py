@@ -33,12 +33,19 @@ _PAYLOAD_FILL = bytes(range(8, 256)) * 270  # after the 8-byte time stamp, as pi
 
 
 def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
+    """The Internet checksum (RFC 1071) of ``data``.
+
+    The ones'-complement sum of 16-bit words is the data, read as one big
+    integer, modulo 0xffff (2**16 is 1 modulo 0xffff), except that a
+    non-zero sum is never 0 but 0xffff: one big-int remainder instead of a
+    Python loop over words.
+    """
     if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+        data = bytes(data) + b"\0"
+    whole = int.from_bytes(data, "big")
+    total = whole % 0xFFFF
+    if total == 0 and whole:
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
@@ -355,6 +362,7 @@ class _PingState:
         self.results = results
         self.ident = ident
         self.sent_at: dict[int, int] = {}
+        self.replied: set[int] = set()
         self.all_in = peer.env.event()
 
     def on_reply(self, src_ip: bytes, ident: int, seq: int) -> None:
@@ -362,9 +370,10 @@ class _PingState:
         if src_ip != self.target or ident != self.ident or seq not in self.sent_at:
             self.peer.ignored += 1
             return
-        if seq in res.replied_seqs:
+        if seq in self.replied:
             res.duplicates += 1
             return
+        self.replied.add(seq)
         res.received += 1
         res.replied_seqs.append(seq)
         res.rtts_ns.append(self.peer.env.now - self.sent_at[seq])
