@@ -109,8 +109,8 @@ class Scheduler:
 
 class PerCoreScheduler(Scheduler):
     """Per-core run queues, wake-up on an idle core when there is one, and an
-    idle core steals from the longest queue (work conserving, like Linux's
-    idle balance and credit1's work stealing)."""
+    idle core steals from the nearest non-empty queue (work conserving, like
+    Linux's idle balance and credit1's work stealing)."""
 
     def attach(self, host: "Host") -> None:
         super().attach(host)
@@ -159,16 +159,19 @@ class PerCoreScheduler(Scheduler):
     def pick(self, core: "Core", now: int) -> "Task | None":
         t = self._pop(core, now) if self._qlen(core.index) else None
         if t is None and self._queued:
-            # Idle balance: steal the next task of the longest other queue.
-            best, best_len = None, 0
-            for c in self.host.cores:
-                n = self._qlen(c.index)
-                if n > best_len:
-                    best, best_len = c, n
-            if best is not None:
-                t = self._pop(best, now)
-                if t is not None:
-                    self._migrate(t, best, core)
+            # Idle balance: steal the next task of the nearest non-empty
+            # queue, scanning from the next core on (cheap and reproducible).
+            n, me, qlen = self.ncores, core.index, self._qlen
+            for k in range(1, n):
+                i = me + k
+                if i >= n:
+                    i -= n
+                if qlen(i):
+                    src = self.host.cores[i]
+                    t = self._pop(src, now)
+                    if t is not None:
+                        self._migrate(t, src, core)
+                        break
         if t is not None:
             t.queued = False
             self._queued -= 1
