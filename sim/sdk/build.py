@@ -16,9 +16,9 @@ import importlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from sim.libos.abi import Abi
 from sim.libos.abi_c import c_header
@@ -141,12 +141,13 @@ def build_app(sources: Sequence[Path | str], output: Path | str, target: str = "
         if chosen is not None:
             write_abi_header(chosen, include)
         # Debug info names paths; remap them so that the bytes do not depend
-        # on where the SDK, the app or the build directory live.
-        remap = [f"-ffile-prefix-map={SDK_DIR}=/picosim/sdk",
-                 f"-ffile-prefix-map={build_dir}=/picosim/build"]
-        for parent in sorted({s.parent for s in srcs}, key=lambda p: -len(str(p))):
-            if parent != SDK_DIR and SDK_DIR not in parent.parents:
-                remap.append(f"-ffile-prefix-map={parent}=/picosim/app")
+        # on where the SDK, the app or the build directory live. gcc applies
+        # the last matching map, so the most specific (longest) path goes last.
+        maps = {build_dir: "/picosim/build", SDK_DIR: "/picosim/sdk"}
+        for parent in {s.parent for s in srcs}:
+            maps.setdefault(parent, "/picosim/app")
+        remap = [f"-ffile-prefix-map={path}={to}"
+                 for path, to in sorted(maps.items(), key=lambda m: len(str(m[0])))]
         cmd = [exe, *CFLAGS, *tgt.cflags, *cflags, *remap,
                f"-frandom-seed={output.stem}",
                "-I", str(INCLUDE_DIR), "-I", str(include),
