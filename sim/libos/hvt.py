@@ -352,10 +352,8 @@ class HvtPersonality(NetMixin, Personality):
             mem, image.kernel_end, s.config.time.clock_hz, cmdline, MFT_ADDR, 0, 0, 0))
         s.vcpu.enter_long_mode(cr3=PML4, gdt_base=GDT_BASE, gdt_limit=len(GDT) - 1,
                                rip=image.entry, rsp=mem - 8, nx=False, cr0=0x80010021, cr4=0x620)
-        for seg in (X.UC_X86_REG_FS, X.UC_X86_REG_GS):
-            s.vcpu.set_reg(seg, 0x10)
         s.vcpu.set_reg(X.UC_X86_REG_RDI, BOOT_INFO)
-        s.vcpu.set_exits(port_io_exits(image))
+        self.next_insn = port_io_exits(image)
         self.exit_ns = VM_EXIT_CYCLES * 1_000_000_000 // s.config.time.clock_hz
         self.calls = {call.name: 0 for call in HYPERCALLS}
 
@@ -418,6 +416,14 @@ class HvtPersonality(NetMixin, Personality):
                 s.mem.write(addr, codec.encode_outs(raw, result))
             return False
         self.pending = result
+        return self._stop_after(trap)
+
+    def _stop_after(self, trap: Trap) -> bool:
+        # Stop exactly after the out: moving RIP inside the hook makes Unicorn
+        # leave the translated block at once (see DESIGN.md on out hooks).
+        nxt = self.next_insn.get(trap.rip)
+        if nxt is not None:
+            self.s.vcpu.set_reg(X.UC_X86_REG_RIP, nxt)
         return True
 
     def _fatal(self, why: str) -> bool:

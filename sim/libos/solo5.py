@@ -204,15 +204,16 @@ class _MacSource:
 _PORT_IO_OPCODES = tuple(bytes([op]) for op in (0xE4, 0xE5, 0xE6, 0xE7, 0xEC, 0xED, 0xEE, 0xEF))
 
 
-def port_io_exits(image: Image) -> list[int]:
-    """Address after every in/out instruction of the image's executable segments.
+def port_io_exits(image: Image) -> dict[int, int]:
+    """Address of every in/out instruction of the image's executable segments,
+    mapped to the address of the instruction after it.
 
     A linear sweep with capstone; capstone stops at undecodable bytes, where
     the sweep skips a byte and goes on. An address that is not really an
     instruction start costs nothing: the guest never reaches it.
     """
     cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    exits: set[int] = set()
+    exits: dict[int, int] = {}
     for seg in image.segments:
         if not seg.executable:
             continue
@@ -225,10 +226,10 @@ def port_io_exits(image: Image) -> list[int]:
             end = offset
             for addr, size, mnem, _ops in cs.disasm_lite(code[offset:], base + offset):
                 if mnem in ("out", "in"):
-                    exits.add(addr + size)
+                    exits[addr] = addr + size
                 end = addr - base + size
             offset = end if end > offset else offset + 1
-    return sorted(exits)
+    return exits
 
 
 # -- the SDK's manifest note -----------------------------------------------------
