@@ -10,36 +10,26 @@ target's own (a researcher's variant ABI).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
-from sim.libos.abi import Abi
+from sim.libos.abi import Abi, AbiError
 from sim.sdk.build import TARGETS, BuildError, build_app
 
 
-def load_abi_module(path: str | Path) -> Abi:
+def load_abi(path: str | Path) -> Abi:
     """The ``ABI`` defined by the Python file at path; BuildError otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise BuildError(f"ABI module {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"_picosim_abi_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise BuildError(f"ABI module {path} cannot be loaded as Python")
-    module = importlib.util.module_from_spec(spec)
+    from sim.libos.abi_module import load_abi_module
+
     try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - any error in the user's file is reported as one line
-        raise BuildError(f"ABI module {path} failed to load: {type(e).__name__}: {e}") from e
-    abi = getattr(module, "ABI", None)
-    if not isinstance(abi, Abi):
-        raise BuildError(f"ABI module {path} must define ABI = <sim.libos.abi.Abi>")
-    return abi
+        return load_abi_module(path).abi
+    except AbiError as e:
+        raise BuildError(str(e)) from e
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
-        abi = load_abi_module(args.abi_module) if args.abi_module else None
+        abi = load_abi(args.abi_module) if args.abi_module else None
         out = build_app(args.sources, args.output, args.target, abi=abi,
                         cflags=tuple(args.cflag or ()), workdir=args.workdir)
     except BuildError as e:

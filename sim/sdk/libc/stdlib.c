@@ -15,9 +15,9 @@ static int digit_value(char c)
     return 99;
 }
 
-/* The magnitude and sign of a number; saturates at ULONG_MAX. base 0 reads
- * a 0x (hex) or 0 (octal) prefix, like C's strtoul. */
-static unsigned long parse(const char *s, char **end, int base, int *negative)
+/* The magnitude and sign of a number; on overflow, ULONG_MAX and *overflow
+ * set. base 0 reads a 0x (hex) or 0 (octal) prefix, like C's strtoul. */
+static unsigned long parse(const char *s, char **end, int base, int *negative, int *overflow)
 {
     const char *p = s;
     while (is_space(*p))
@@ -33,30 +33,30 @@ static unsigned long parse(const char *s, char **end, int base, int *negative)
         base = *p == '0' ? 8 : 10;
     }
     unsigned long v = 0;
-    int overflow = 0;
+    *overflow = 0;
     const char *digits = p;
     for (; digit_value(*p) < base; p++) {
         unsigned long d = (unsigned long)digit_value(*p);
         if (v > ((unsigned long)-1 - d) / (unsigned long)base)
-            overflow = 1;
+            *overflow = 1;
         v = v * (unsigned long)base + d;
     }
     if (end)
         *end = (char *)(p == digits ? s : p);
-    return overflow ? (unsigned long)-1 : v;
+    return *overflow ? (unsigned long)-1 : v;
 }
 
 unsigned long strtoul(const char *s, char **end, int base)
 {
-    int negative;
-    unsigned long v = parse(s, end, base, &negative);
-    return negative ? 0UL - v : v;
+    int negative, overflow;
+    unsigned long v = parse(s, end, base, &negative, &overflow);
+    return negative && !overflow ? 0UL - v : v;
 }
 
 long strtol(const char *s, char **end, int base)
 {
-    int negative;
-    unsigned long v = parse(s, end, base, &negative);
+    int negative, overflow;
+    unsigned long v = parse(s, end, base, &negative, &overflow);
     unsigned long limit = negative ? (unsigned long)1 << 63 : ((unsigned long)1 << 63) - 1;
     if (v > limit)
         v = limit;
