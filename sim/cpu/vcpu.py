@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
@@ -69,6 +69,7 @@ class ExitKind(StrEnum):
     HALT = "halt"        # hlt with nothing to wake the CPU
     FAULT = "fault"      # CPU exception the guest could not handle
     BUDGET = "budget"    # the slice's instruction budget ran out
+    DEBUG = "debug"      # a debugger hook stopped before the instruction at rip
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ class VCPU:
         self._pending_cr2 = 0
         self._pending_error: int | None = None
         self._closed = False
+        self._debug_stop = False
+        self._backing: tuple[object, object] | None = None  # (mmap, ctypes view) of mapped RAM
         excstate.layout()  # probe once per process, before any guest runs
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
@@ -207,6 +210,7 @@ class VCPU:
             raise RuntimeError("vCPU is closed")
         self._stop_trap = None
         self._pending_vector = None
+        self._debug_stop = False
         self.counter.arm(max_insns)
         self.uc.emu_start(self.rip, UNTIL_NULL)
         rip = self.rip
@@ -214,6 +218,13 @@ class VCPU:
             excstate.clear_in_flight(self.uc)
             return self._fault_exit(self._pending_vector, rip)
         retired = self.counter.retired
+        if self._debug_stop and self._stop_trap is None:
+            # Stopped before the instruction at rip, maybe inside the block
+            # counted whole on entry: count only what ran before it.
+            block = self.counter.last_block
+            if self._inside_block(block, rip):
+                retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
+            return Exit(ExitKind.DEBUG, retired, rip)
         if rip == UNTIL_NULL and self._stop_trap is None:
             fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
             return Exit(ExitKind.FAULT, retired, rip, fault=fault)
@@ -341,6 +352,52 @@ class VCPU:
         self.uc.reg_write(X.UC_X86_REG_RIP, handler)
         return None
 
+    # -- debugger and snapshots (sim.tooling) ------------------------------
+    def debug_stop(self) -> None:
+        """From a code hook: stop before the hooked instruction, counted exactly."""
+        self._debug_stop = True
+        self.uc.emu_stop()
+
+    def save_state(self) -> dict:
+        """Every register a guest can change, as JSON-able values."""
+        r = self.uc.reg_read
+        state: dict = {name: r(reg) for name, reg in _PLAIN_REGS}
+        for name, reg in _TABLE_REGS:
+            state[name] = list(r(reg))
+        state["msr"] = {f"{msr:#x}": r(X.UC_X86_REG_MSR, msr) for msr in SAVED_MSRS}
+        state["fp"] = [list(r(getattr(X, f"UC_X86_REG_FP{i}"))) for i in range(8)]
+        state["xmm"] = [r(getattr(X, f"UC_X86_REG_XMM{i}")) for i in range(16)]
+        return state
+
+    def restore_state(self, state: dict) -> None:
+        """Load registers saved by save_state (control registers first)."""
+        w = self.uc.reg_write
+        for name, reg in _TABLE_REGS:
+            w(reg, tuple(state[name]))
+        for name in ("cr4", "cr3"):
+            w(_REG_BY_NAME[name], state[name])
+        for msr, value in state["msr"].items():
+            w(X.UC_X86_REG_MSR, (int(msr, 16), value))
+        for name, reg in _PLAIN_REGS:
+            w(reg, state[name])
+        for i, value in enumerate(state["fp"]):
+            w(getattr(X, f"UC_X86_REG_FP{i}"), tuple(value))
+        for i, value in enumerate(state["xmm"]):
+            w(getattr(X, f"UC_X86_REG_XMM{i}"), value)
+        w(X.UC_X86_REG_FS_BASE, state["fs_base"])
+        w(X.UC_X86_REG_GS_BASE, state["gs_base"])
+        self.uc.ctl_flush_tb()
+
+    def map_memory(self, backing, address: int, keep: object = None) -> None:
+        """Back guest RAM with host memory at ``address`` (e.g. a MAP_PRIVATE mmap
+        of a snapshot: copy-on-write, shared until the guest writes a page).
+        ``backing`` and ``keep`` stay alive until close()."""
+        size = self.mem.size
+        self.uc.mem_unmap(0, size)
+        self.uc.mem_map_ptr(0, size, UC_PROT_ALL, address)
+        self._backing = (backing, keep)
+        self.uc.ctl_flush_tb()
+
     def close(self) -> None:
         """Free Unicorn now: hooks form reference cycles that GC frees late."""
         if self._closed:
@@ -352,7 +409,26 @@ class VCPU:
         # The binding's finalizer calls uc_close exactly once; run it now.
         self.uc._Uc__finalizer()
         self.uc._callbacks.clear()
+        if self._backing is not None:  # only after Unicorn let go of it
+            backing, _keep = self._backing
+            self._backing = None
+            del _keep
+            backing.close()
 
 
 def _no_trap_handler(trap: Trap) -> bool:
     return True
+
+
+# Registers saved in snapshots. Order matters on restore: control registers
+# and EFER before the rest; FS/GS bases after their selectors.
+_PLAIN_NAMES = ("rax rbx rcx rdx rsi rdi rbp rsp r8 r9 r10 r11 r12 r13 r14 r15 rip rflags "
+                "cr0 cr2 cr3 cr4 cr8 cs ss ds es fs gs fs_base gs_base "
+                "mxcsr fpcw fpsw fptag fip fdp fcs fds fop").split()
+_PLAIN_REGS = tuple((n, getattr(X, f"UC_X86_REG_{n.upper()}")) for n in _PLAIN_NAMES
+                    if hasattr(X, f"UC_X86_REG_{n.upper()}"))
+_REG_BY_NAME = dict(_PLAIN_REGS)
+_TABLE_REGS = tuple((n, getattr(X, f"UC_X86_REG_{n.upper()}")) for n in ("gdtr", "idtr", "ldtr", "tr"))
+# EFER, STAR, LSTAR, CSTAR, SFMASK, FS/GS base, KERNEL_GS_BASE, TSC_AUX.
+SAVED_MSRS = (0xC0000080, 0xC0000081, 0xC0000082, 0xC0000083, 0xC0000084,
+              0xC0000100, 0xC0000101, 0xC0000102, 0xC0000103)
