@@ -144,11 +144,19 @@ class Guest:
                                                    "can wake the guest"), busy, crossings)
         if self.retired >= self.max_insns:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), busy, crossings)
+        if result.kind is ExitKind.DEBUG:  # a debugger stop is not the end of a slice
+            return Step(retired, busy, crossings)
         preempt = getattr(self.personality, "preempt", None)
         if preempt is not None:  # the slice is over: round robin among threads
             preempt()
             busy = s.step_start_ns - now_ns + s.cost_ns
         return Step(retired, busy, crossings)
+
+    def stop(self, status: int, reason: str) -> Step:
+        """Stop the guest from outside (a debugger's kill): like any other stop."""
+        if self.stopped is not None:
+            return Step(0, 0, 0, exited=self.stopped)
+        return self._stop(Stopped(status, reason), 0)
 
     def _budget_reason(self) -> str:
         return f"budget: instruction limit of {self.max_insns} reached"
