@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sim.libos.pico_streams import DEFAULT_BANDWIDTH, DEFAULT_LATENCY_NS, SimHost
 

@@ -58,7 +58,7 @@ class Thread:
         return {"kind": KIND_THREAD, "status": self.status if self.state == "exited" else 0,
                 "readable": 0}
 
-    def close(self) -> None:
+    def close(self, now_ns: int = 0) -> None:
         pass
 
 

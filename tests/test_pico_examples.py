@@ -1,0 +1,115 @@
+"""The library OS example apps, run on the pico personality."""
+
+from __future__ import annotations
+
+import os
+
+import simpy
+from picohelp import EXAMPLES, build, needs_gcc, run
+
+from sim.boot import guest_process
+from sim.guest import Guest
+from sim.image import Image
+from sim.libos.pico_streams import SimHost
+
+PREBUILT = EXAMPLES / "prebuilt"
+
+
+def test_mt_compute_result_is_independent_of_the_slice():
+    outs = set()
+    for slice_insns in (1_000_000, 5_000, 333):
+        result, out, sink, _ = run(PREBUILT / "mt_compute.elf", "4", "32", slice_insns=slice_insns)
+        assert result.stopped.status == 0, result.stopped.reason
+        outs.add(out)
+    assert len(outs) == 1
+    assert b"4 threads, 32768 bytes hashed" in outs.pop()
+
+
+def test_small_slices_switch_threads_more(tmp_path):
+    _, _, sink_big, g1 = run(PREBUILT / "mt_compute.elf", "3", "32", slice_insns=1_000_000)
+    _, _, sink_small, g2 = run(PREBUILT / "mt_compute.elf", "3", "32", slice_insns=2_000)
+    assert g2.personality.sched.switches > g1.personality.sched.switches
+
+
+def test_filecopy_stays_in_its_sandbox(tmp_path):
+    box = tmp_path / "box"
+    result, out, _, _ = run(PREBUILT / "filecopy.elf", "8", options={"pico.sandbox": str(box)})
+    assert result.stopped.status == 0, out
+    assert b"identical" in out
+    assert sorted(p.name for p in box.rglob("*")) == ["data", "out.bin"]
+    assert (box / "data" / "out.bin").stat().st_size == 8 * 1024
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["box"]
+
+
+def test_forbidden_reports_every_denial():
+    result, out, sink, g = run(PREBUILT / "forbidden.elf")
+    assert result.stopped.status == 0, out.decode()
+    assert b"UNEXPECTED" not in out
+    denials = [e for e in sink.events if e.kind == "monitor"]
+    assert {e.fields["call"] for e in denials} >= {"stream_open", "stream_connect",
+                                                    "stream_listen", "vm_alloc", "thread_create"}
+    assert "monitor denied" in g.personality.surface_summary()
+
+
+def test_kv_server_and_client_on_one_host():
+    env = simpy.Environment()
+    host = SimHost(latency_ns=5_000, env=env)
+    outs = {"kv_server": bytearray(), "kv_client": bytearray()}
+    guests = []
+    from sim.libos.personality import BootConfig
+
+    for name in ("kv_server", "kv_client"):
+        cfg = BootConfig(args=(name,), options={"pico.host": host})
+        guests.append(Guest(Image.load(PREBUILT / f"{name}.elf"), cfg, name=name, env=env,
+                            on_console=outs[name].extend))
+    procs = [env.process(guest_process(env, g)) for g in guests]
+    env.run(until=simpy.AllOf(env, procs))
+    for g in guests:
+        assert g.stopped.status == 0, g.stopped.reason
+        g.close()
+    assert b"served 201 requests" in outs["kv_server"]
+    assert b"200 requests, 0 bad replies" in outs["kv_client"]
+    # Each round trip pays the link latency twice.
+    rtt = int(outs["kv_client"].split(b"mean round trip ")[1].split()[0])
+    assert rtt >= 10_000
+
+
+@needs_gcc
+def test_pipe_between_threads_and_deadlock_is_contained(tmp_path):
+    app = r"""
+#include <picolibos.h>
+static long rd;
+static char got[64];
+static void reader(void *arg) { (void)arg; pl_read_full(rd, got, 11); }
+int main(void)
+{
+    long wr = pl_open("pipe:p", PL_OPEN_WRITE);
+    rd = pl_open("pipe:p", PL_OPEN_READ);
+    pl_thread_t t;
+    pl_thread_create(&t, reader, 0);
+    pl_write(wr, "hello world", 11);
+    pl_thread_join(&t);
+    printf("got %s\n", got);
+    pico_futex_wait((uint64_t)(uintptr_t)&rd, (uint32_t)rd, 0);  /* nobody wakes us */
+    return 0;
+}
+"""
+    policy = ('[pico]\ncalls = ["*"]\nuris = ["console:", "pipe:*"]\nmemory = "1MiB"\n'
+              'threads = 2\n')
+    img = build(tmp_path, app, "pipe", policy)
+    result, out, _, _ = run(img)
+    assert out == b"got hello world\n"
+    assert result.stopped.status == 126 and "deadlock" in result.stopped.reason
+
+
+def test_cli_peer_option(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sim", "boot", str(PREBUILT / "kv_server.elf"),
+                           "--peer", str(PREBUILT / "kv_client.elf"), "--peer-args", "20"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr
+    assert "served 21 requests" in proc.stdout
+    assert "[kv_client] kv_client: 20 requests, 0 bad replies" in proc.stderr
+    assert "surface" in proc.stderr
