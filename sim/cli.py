@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "sim.libos.commands",   # abi list|header|doc
     "sim.sdk.commands",     # build
     "sim.experiments.commands",  # run, sweep, profile
+    "sim.tooling.commands",      # resume, replay
 )
 
 USAGE_ERROR = 2
@@ -32,7 +33,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sim.libos.personality import BootError
 
     errors: list[type[BaseException]] = [UsageError, ImageError, BootError, AbiError]
-    for mod_name, cls_name in (("sim.experiments.scenario", "ScenarioError"),
+    for mod_name, cls_name in (("sim.tooling.errors", "ToolingError"),
+                               ("sim.experiments.scenario", "ScenarioError"),
                                ("sim.sdk.build", "BuildError")):
         try:
             errors.append(getattr(importlib.import_module(mod_name), cls_name))
