@@ -1,27 +1,86 @@
 """Boot options of the researcher tooling, declared to ``sim boot``.
 
-``--timeline FILE``  Chrome/Perfetto timeline of the run (sim.tooling.timeline)
+``--timeline FILE``               Chrome/Perfetto timeline (sim.tooling.timeline)
+``--snapshot-at N --snapshot-out FILE``
+                                  save the guest once N instructions retired
+``--record FILE``                 record every input for ``sim replay``
+``--gdb PORT``                    wait for GDB on 127.0.0.1:PORT
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _count(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return value
 
 
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("researcher tooling")
+    group = parser.add_argument_group("researcher tooling (docs/debugging.md)")
+    add_output_options(group)
+    group.add_argument("--snapshot-at", type=_count, metavar="INSNS",
+                       help="snapshot the guest at the first slice boundary after INSNS "
+                            "instructions (the run goes on); needs --snapshot-out")
+    group.add_argument("--snapshot-out", metavar="FILE", help="where --snapshot-at writes")
+    group.add_argument("--record", metavar="FILE",
+                       help="record the run's inputs (image, seed, arguments, device input) "
+                            "so that 'sim replay FILE' repeats it exactly")
+
+
+def add_output_options(group: Any) -> None:
+    """Options shared by boot, resume and replay."""
     group.add_argument("--timeline", metavar="FILE",
                        help="write a Chrome trace event timeline (open it in ui.perfetto.dev)")
+    group.add_argument("--gdb", type=_port, metavar="PORT",
+                       help="wait for GDB on 127.0.0.1:PORT before running (target remote :PORT)")
 
 
 def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) -> list[str]:
+    from sim.tooling.errors import ToolingError
+
+    at, out = getattr(args, "snapshot_at", None), getattr(args, "snapshot_out", None)
+    if (at is None) != (out is None):
+        raise ToolingError("--snapshot-at and --snapshot-out go together")
     return extra
 
 
 def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
+    if getattr(args, "snapshot_at", None) is not None:
+        from sim.tooling.snapshotter import Snapshotter
+
+        Snapshotter(guest, args.snapshot_at, args.snapshot_out, slice_insns=args.slice)
+    if getattr(args, "record", None):
+        from sim.tooling.replay import Recorder
+
+        run = Recorder(args, guest).wrap(run)
+    if getattr(args, "replay", None) is not None:
+        run = _checked_replay(args.replay, guest, run)
+    return wrap_output(args, guest, run)
+
+
+def wrap_output(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
     if getattr(args, "timeline", None):
         run = _with_timeline(args.timeline, guest, run)
+    if getattr(args, "gdb", None):
+        from sim.tooling.gdbstub import attach
+
+        run = attach(guest, args.gdb, run)
     return run
 
 
@@ -38,3 +97,15 @@ def _with_timeline(path: str, guest: Any, run: Callable[[], Any]) -> Callable[[]
                 sink.close()
 
     return timed
+
+
+def _checked_replay(doc: dict, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
+    from sim.tooling.replay import check_inputs, check_outcome
+
+    def replayed() -> Any:
+        check_inputs(doc, guest)
+        result = run()
+        check_outcome(doc, result)
+        return result
+
+    return replayed
