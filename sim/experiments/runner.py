@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from sim.experiments.scenario import Scenario, ScenarioError, instance_name
+from sim.experiments.scenario import Scenario, ScenarioError, image_path, instance_name
 from sim.host.density import fit_count, instance_bytes
 from sim.host.emulated import spawn_emulated
 from sim.host.machine import Host, Task
@@ -21,16 +21,20 @@ from sim.host.units import MIB, MS, percentile
 from sim.host.workload import load_profile, spawn_model, spawn_replay
 
 
-def open_emulated(image: str, name: str, args: dict[str, Any], env: Any = None):
-    """A sim.guest.Guest for ``image`` (the emulated-guest layer)."""
+def open_emulated(image: str, name: str, argv: list[str], host: Host, mem_bytes: int = 0,
+                  on_console: Callable[[bytes], None] | None = None):
+    """A sim.guest.Guest for ``image`` (the emulated-guest layer), timed like
+    ``host``."""
     try:
-        from sim.guest import Guest
-        from sim.image import Image
-    except ImportError as e:
+        from sim.host.emulated import open_guest
+        return open_guest(image, host, name=name, args=argv, mem_bytes=mem_bytes,
+                          on_console=on_console)
+    except ImportError as e:  # pragma: no cover
         raise ScenarioError(f"{image}: emulated guests need sim.guest ({e})") from None
-    if args:
-        raise ScenarioError(f"{image}: emulated guests take no args yet (got {sorted(args)})")
-    return Guest(Image.load(image), name=name, env=env)
+
+
+# Console output kept per emulated guest in the results (the tail is cut).
+CONSOLE_KEEP = 4096
 
 
 class Run:
@@ -46,6 +50,7 @@ class Run:
         self.timeline = timeline
         self.admission: dict[str, Any] | None = None
         self._replays: dict[str, Any] = {}
+        self.consoles: dict[str, bytearray] = {}
         adm = d["admission"]
         for g in d["guests"]:
             if adm is not None and g["name"] == adm["group"]:
@@ -70,8 +75,16 @@ class Run:
             if p not in self._replays:
                 self._replays[p] = load_profile(p)
             return spawn_replay(host, name, self._replays[p], **kw)
-        guest = open_emulated(os.path.join(self.sc.base_dir, g["image"]), name, g["args"],
-                              host.env)
+        path = image_path(self.sc.base_dir, g["image"])
+        if path is None:   # validated already; the file went away since
+            raise ScenarioError(f"{self.sc.path}: guests.{g['name']}.image: no such image "
+                                f"{g['image']!r}")
+        buf = self.consoles[name] = bytearray()
+
+        def keep(data: bytes, buf: bytearray = buf) -> None:
+            if len(buf) < CONSOLE_KEEP:
+                buf.extend(data[:CONSOLE_KEEP - len(buf)])
+        guest = open_emulated(path, name, g["argv"], host, int(g["memory_mib"] * MIB), keep)
         return spawn_emulated(host, guest, **kw)
 
     def _fault(self, f: dict[str, Any]):
@@ -153,6 +166,8 @@ class Run:
         res["profiles"] = {p: get_profile(p).as_dict()
                            for p in sorted({g["profile"] for g in d["guests"]})}
         res["admission"] = self.admission
+        if self.consoles:
+            res["console"] = {n: b.decode("utf-8", "replace") for n, b in self.consoles.items()}
         return res
 
 

@@ -9,7 +9,13 @@ file, the key and the problem: unknown keys, wrong types, impossible values
     [host]      cores, clock_hz, cpi, memory_mib
     [scheduler] name, [scheduler.params] (the scheduler's own PARAMS)
     [[guests]]  name, count, profile, weight, one of model/replay/image,
-                [guests.args] (the model's parameters), start_ms, boot, memory_mib
+                [guests.args] (the model's parameters), start_ms, boot, memory_mib,
+                argv (an emulated image's arguments, a list of strings)
+
+``image`` is an ELF path (relative to the scenario file) or the name of a
+bundled example (``image = "compute"``); each instance runs the real image
+in Unicorn. ``memory_mib`` is charged to host memory; for an image it is
+also the guest's RAM (0: the personality's default, charged as such).
     [measure]   percentiles, per_guest, sample_ms
     [fault]     at_ms, guest           (inject a kernel fault)
     [admission] group, interval_ms, p99_ms, window_ms
@@ -89,6 +95,7 @@ GUEST: dict[str, F] = {
     "replay": F(str, None),
     "image": F(str, None),
     "args": F(dict, {}),
+    "argv": F(list, []),
     "start_ms": F(NUM, 0, min=0),
     "boot": F(bool, True),
     "memory_mib": F(NUM, 0, min=0),
@@ -250,9 +257,26 @@ def validate(raw: dict[str, Any], path: str) -> Scenario:
             except ProfileError as e:
                 raise ScenarioError(f"{where}: {key}.replay: {e}") from None
         else:
-            p = os.path.join(base, gd["image"])
-            if not os.path.isfile(p):
-                raise ScenarioError(f"{where}: {key}.image: no such image file {gd['image']!r}")
+            p = image_path(base, gd["image"])
+            if p is None:
+                raise ScenarioError(f"{where}: {key}.image: no such image file or bundled "
+                                    f"example {gd['image']!r}")
+            for a in gd["argv"]:
+                if not isinstance(a, str):
+                    raise ScenarioError(f"{where}: {key}.argv: every argument must be a string, "
+                                        f"got {a!r}")
+            if gd["args"]:
+                raise ScenarioError(f"{where}: {key}.args: an image takes argv = [...], not args")
+            try:
+                from sim.image import Image, ImageError
+            except ImportError as e:  # pragma: no cover
+                raise ScenarioError(f"{where}: {key}.image: emulated guests need sim.image ({e})")
+            try:
+                Image.load(p)
+            except ImageError as e:
+                raise ScenarioError(f"{where}: {key}.image: {e}") from None
+        if gd["argv"] and gd["image"] is None:
+            raise ScenarioError(f"{where}: {key}.argv: only an image guest takes argv")
         doc["guests"].append(gd)
 
     fault = doc["fault"]
@@ -262,6 +286,21 @@ def validate(raw: dict[str, Any], path: str) -> Scenario:
     if adm is not None and adm["group"] not in names:
         raise ScenarioError(f"{where}: admission.group: no group named {adm['group']!r}")
     return Scenario(path, base, doc)
+
+
+def image_path(base: str, image: str) -> str | None:
+    """An image key: a file relative to the scenario's directory (or
+    absolute), else a bundled example's prebuilt image; None if neither."""
+    p = os.path.join(base, image)
+    if os.path.isfile(p):
+        return p
+    try:
+        from sim.examples import EXAMPLES, prebuilt_path
+    except ImportError:  # pragma: no cover
+        return None
+    if image in EXAMPLES and prebuilt_path(image).is_file():
+        return str(prebuilt_path(image))
+    return None
 
 
 def instance_name(group: str, i: int, count: int) -> str:

@@ -96,6 +96,47 @@ class EmulatedGuestProcess(GuestProcess):
                 self.grant = host.release(t, RUNNABLE)
 
 
+def guest_time(host_or_clock: Any, cpi: float | None = None):
+    """The guest-side TimeModel matching a host's clock and CPI, so that the
+    instructions a step retires cost the same simulated time in the guest
+    (its clock, TSC, sleeps) as on the host model's cores."""
+    from sim.devices.clock import TimeModel
+    if isinstance(host_or_clock, Host):
+        clock_hz, cpi = host_or_clock.clock_hz, host_or_clock.cpi
+    else:
+        clock_hz = int(host_or_clock)
+    return TimeModel(clock_hz=int(clock_hz), cycles_per_insn_milli=int(round((cpi or 1.0) * 1000)))
+
+
+def open_guest(image: Any, host: Host | None = None, *, name: str | None = None,
+               args: tuple[str, ...] | list[str] = (), mem_bytes: int = 0, seed: int | None = None,
+               on_console: Any = None, clock_hz: int | None = None, cpi: float = 1.0,
+               max_insns: int | None = None) -> Any:
+    """A ``sim.guest.Guest`` for ``image`` (a bundled example name, a path or
+    an ``Image``), timed like ``host`` and attached to its SimPy environment.
+    ``args`` are the guest's arguments after argv[0] (the image name)."""
+    from pathlib import Path
+
+    from sim.examples import resolve
+    from sim.guest import DEFAULT_MAX_INSNS, Guest
+    from sim.image import Image
+    from sim.libos.personality import BootConfig
+    if not isinstance(image, Image):
+        image = Image.load(resolve(image) if isinstance(image, str) else Path(image))
+    if host is not None:
+        time = guest_time(host)
+        seed = host.seed if seed is None else seed
+    else:
+        from sim.host.profiles import DEFAULT_CLOCK_HZ
+        time = guest_time(clock_hz or DEFAULT_CLOCK_HZ, cpi)
+    cfg = BootConfig(args=(image.name, *map(str, args)), seed=seed or 0, time=time)
+    if mem_bytes:
+        cfg.mem_bytes = int(mem_bytes)
+    return Guest(image, cfg, name=name or image.name, on_console=on_console,
+                 env=host.env if host is not None else None,
+                 max_insns=max_insns or DEFAULT_MAX_INSNS)
+
+
 def spawn_emulated(host: Host, guest: Any, *, profile: str = "unikernel", weight: float = 1.0,
                    group: str | None = None, start_ns: int = 0, boot: bool = True,
                    memory_bytes: int = 0, max_step_ns: int = DEFAULT_MAX_STEP_NS) -> Task:

@@ -295,7 +295,8 @@ class Host:
 
     def release(self, t: Task, state: str) -> Grant | None:
         """``t`` gives its core back. With ``state`` RUNNABLE it may get the
-        core straight back (returned grant) or must wait on ``t.grant_ev``."""
+        core straight back (returned grant) or must wait on ``t.grant_ev``
+        (it is queued already: do not ``acquire`` again)."""
         now = self.env.now
         core = t.core
         t.core = None
@@ -305,7 +306,13 @@ class Host:
         if state == RUNNABLE:
             t.ready_at = now
             self.sched.requeue(t, core, now)
-            return self._dispatch(core, t)
+            # Queued now: if another task gets the core, ``t`` waits on this
+            # event (and must not acquire again, which would queue it twice).
+            t.grant_ev = self.env.event()
+            g = self._dispatch(core, t)
+            if g is not None:
+                t.grant_ev = None
+            return g
         if state == BLOCKED:
             self.sched.block(t, core, now)
         else:

@@ -373,10 +373,15 @@ class GuestProcess:
 
     def _get_core(self):
         """Generator: wait for a core; leaves the grant in self.grant."""
-        g = self.host.acquire(self.task)
-        if g is None:
-            self.task.grant_ev = ev = self.host.env.event()
-            g = yield ev
+        t = self.task
+        if t.grant_ev is not None:
+            # release(RUNNABLE) queued us already and gave the core away.
+            g = yield t.grant_ev
+        else:
+            g = self.host.acquire(t)
+            if g is None:
+                t.grant_ev = ev = self.host.env.event()
+                g = yield ev
         self.grant = g
 
     def _cpu(self, ns: int, deadline: int | None = None):
