@@ -55,7 +55,7 @@ def _tracer(args: argparse.Namespace, stack: ExitStack) -> Any:
     if args.trace:
         stream = sys.stderr
         if args.trace_out:
-            stream = stack.enter_context(open(args.trace_out, "w", encoding="utf-8"))
+            stream = stack.enter_context(open(args.trace_out, "w", encoding="utf-8"))  # noqa: SIM115
         sinks.append((JsonlSink if args.trace_format == "jsonl" else TextSink)(stream))
     tracer = Tracer(args.trace or (), sinks)
     stack.callback(tracer.close)
