@@ -1,4 +1,4 @@
-"""`sim run` and `sim sweep`: scenario commands for the main CLI.
+"""`sim run`, `sim sweep` and `sim profile`: scenario commands for the main CLI.
 
 sim/cli.py discovers ``register(subparsers)`` here. Each command returns an
 exit status; errors in the scenario raise ScenarioError (one line, printed
@@ -18,6 +18,7 @@ from sim.experiments.runner import run_scenario, summary_row
 from sim.experiments.scenario import ScenarioError, load_scenario
 from sim.experiments.sweep import parse_param, sweep
 from sim.host.metrics import rows_to_csv, to_json
+from sim.host.profiles import DEFAULT_CLOCK_HZ
 from sim.host.units import MS
 
 
@@ -44,6 +45,29 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", default=None, help="write the table as PREFIX.json and PREFIX.csv")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_sweep)
+
+    pr = subparsers.add_parser(
+        "profile", help="run an image emulated and record its behaviour as a profile file",
+        description="Run IMAGE alone in Unicorn (no contention) and write what it did -- CPU "
+                    "bursts, host crossings, sleeps -- as a profile file that a scenario can "
+                    "replay (replay = \"app.profile\") for thousands of modelled copies. "
+                    "Guest arguments go after --.")
+    pr.add_argument("image", help="ELF image path or bundled example name")
+    pr.add_argument("-o", "--output", required=True, metavar="FILE", help="profile file to write")
+    pr.add_argument("--clock-mhz", type=int, default=DEFAULT_CLOCK_HZ // 1_000_000,
+                    help="guest clock in MHz; use the host's clock_hz of the scenario that will "
+                         "replay it (default: %(default)s)")
+    pr.add_argument("--cpi", type=float, default=1.0, help="cycles per instruction (default: 1.0)")
+    pr.add_argument("--until-ms", type=float, default=10_000.0,
+                    help="stop recording at this simulated time if the guest has not exited "
+                         "(default: %(default)s)")
+    pr.add_argument("--step-insns", type=int, default=1_000_000,
+                    help="instructions per emulated step (default: %(default)s)")
+    pr.add_argument("--once", action="store_true",
+                    help="the replayed guest runs the recording once and exits "
+                         "(default: it loops, like a server)")
+    pr.add_argument("--seed", type=int, default=0, help="guest seed (default: 0)")
+    pr.set_defaults(func=cmd_profile)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -126,4 +150,53 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None, err: TextIO |
             f.write(json.dumps(rows, sort_keys=True, indent=1) + "\n")
         with open(args.out + ".csv", "w", encoding="utf-8") as f:
             f.write(rows_to_csv(rows))
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
+    """Record ``args.image`` (guest args in ``args.passthrough``) as a profile."""
+    from sim.experiments.scenario import image_path
+    from sim.host.emulated import open_guest, record_emulated
+    from sim.host.workload import record_profile
+    from sim.image import ImageError
+
+    err = err or sys.stderr
+    if args.clock_mhz <= 0 or args.cpi <= 0 or args.until_ms <= 0 or args.step_insns <= 0:
+        raise ScenarioError("profile: --clock-mhz, --cpi, --until-ms and --step-insns must be "
+                            "positive")
+    path = image_path(os.getcwd(), args.image)
+    if path is None:
+        raise ImageError(f"{args.image}: no such image file or bundled example")
+    guest_args = [*getattr(args, "extra", []), *getattr(args, "passthrough", [])]
+    console = bytearray()
+    guest = open_guest(path, name=os.path.basename(path), args=guest_args, seed=args.seed,
+                       on_console=console.extend, clock_hz=args.clock_mhz * 1_000_000,
+                       cpi=args.cpi)
+    t0 = time.perf_counter()
+    try:
+        steps = record_emulated(guest, until_ns=int(args.until_ms * MS),
+                                max_insns=args.step_insns)
+        stopped, insns = guest.stopped, guest.retired
+    finally:
+        guest.close()
+    if not steps:
+        raise ScenarioError(f"{args.image}: the guest did nothing to record")
+    cpu = sum(s[1] for s in steps if s[0] == "run")
+    calls = sum(s[1] for s in steps if s[0] == "call")
+    waits = sum(s[1] for s in steps if s[0] == "wait")
+    ended = (f"exit status {stopped.status} ({stopped.reason})" if stopped is not None
+             else f"still running at {args.until_ms:g} ms")
+    source = (f"sim profile {guest.image.name} {' '.join(guest_args)}".rstrip()
+              + f"; clock {args.clock_mhz} MHz, cpi {args.cpi:g}; {insns} instructions; {ended}")
+    loop = not args.once
+    if loop and not any(s[0] == "wait" or (s[0] == "run" and s[1] > 0) for s in steps):
+        loop = False   # nothing takes time: it cannot loop
+    record_profile(steps, args.output, source=source, loop=loop)
+    err.write(f"profile: {guest.image.name}: {len(steps)} steps, cpu {cpu} ns, "
+              f"{calls} crossings, waits {waits} ns; {ended}; "
+              f"{time.perf_counter() - t0:.2f} s wall; {'loops' if loop else 'runs once'}; "
+              f"wrote {args.output}\n")
+    if stopped is not None and stopped.status != 0:
+        err.write(f"profile: note: the guest exited with status {stopped.status}\n")
     return 0
