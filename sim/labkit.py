@@ -314,6 +314,36 @@ def kernel_fault(profile: str, tenants: int, *, victim: int = 0, cores: int = 4,
             "alive": len(alive), "record": h.faults[-1]}
 
 
+def emulated_tenants(images: Sequence[str], *, profile: str = "picoprocess", cores: int = 2,
+                     duration_ms: int = 50, mem_mib: int = 8, max_insns: int = 20_000_000
+                     ) -> list[dict[str, Any]]:
+    """Real images as tenants of one host (each a Unicorn guest scheduled by
+    the host model). Returns one row per guest: name, image, status, reason."""
+    from sim.examples import resolve
+    from sim.guest import Guest
+    from sim.host import Host
+    from sim.host.emulated import spawn_emulated
+    from sim.host.units import MS
+    from sim.image import Image
+    from sim.libos.personality import BootConfig
+
+    h = Host(cores=cores)
+    tasks = []
+    try:
+        for i, name in enumerate(images):
+            img = Image.load(resolve(name))
+            g = Guest(img, BootConfig(mem_bytes=mem_mib << 20, args=(img.name,)),
+                      name=f"{i}:{name}", env=h.env, max_insns=max_insns)
+            tasks.append((name, spawn_emulated(h, g, profile=profile, boot=False)))
+        h.run(duration_ms * MS)
+    finally:
+        h.close()
+    return [{"guest": t.name, "image": name,
+             "status": t.stopped.status if t.stopped else None,
+             "fault": bool(t.stopped and t.stopped.fault),
+             "reason": t.stopped.reason if t.stopped else "still running"} for name, t in tasks]
+
+
 def transfer_ms(size_bytes: int, link_bits_per_s: float, rtt_ms: float = 0.0) -> float:
     """Time to move ``size_bytes`` over a link, ms (size / bandwidth + one RTT)."""
     return size_bytes * 8 / link_bits_per_s * 1000 + rtt_ms
