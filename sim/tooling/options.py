@@ -80,7 +80,7 @@ def wrap_output(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) ->
     if getattr(args, "gdb", None):
         from sim.tooling.gdbstub import attach
 
-        run = attach(guest, args.gdb, run)
+        run = attach(guest, args.gdb, run, on_listen=None if args.quiet else _say_waiting)
     return run
 
 
@@ -109,3 +109,10 @@ def _checked_replay(doc: dict, guest: Any, run: Callable[[], Any]) -> Callable[[
         return result
 
     return replayed
+
+
+def _say_waiting(port: int) -> None:
+    import sys
+
+    print(f"sim: waiting for GDB on 127.0.0.1:{port} (gdb IMAGE -ex 'target remote :{port}')",
+          file=sys.stderr, flush=True)
