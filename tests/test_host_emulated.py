@@ -166,3 +166,59 @@ def test_argv_only_for_images(tmp_path):
     p = _scenario(tmp_path, EMU_SCENARIO.replace('image = "hello"', 'model = "idle"'))
     with pytest.raises(ScenarioError, match=r"guests\[1\]\.argv: only an image guest"):
         load_scenario(p)
+
+
+# -- page sharing measured from real guest memory ---------------------------
+
+def test_identical_guests_share_more_pages_than_different_ones():
+    from sim.host.density import guest_sharing
+    same = [open_guest("hello", name=f"h{i}") for i in range(4)]
+    diff = [open_guest(n, name=n) for n in ("hello", "compute", "sleep", "mt_compute")]
+    try:
+        for g in same + diff:          # run a little: stacks, heaps, boot info written
+            g.step(0, 20_000)
+        s, d = guest_sharing(same), guest_sharing(diff)
+    finally:
+        for g in same + diff:
+            g.close()
+    assert s["guests"] == d["guests"] == 4 and s["guest_bytes"] == 4 * (64 << 20)
+    sn, dn = s["nonzero"], d["nonzero"]
+    assert sn["total_pages"] > 0 and dn["total_pages"] > 0
+    # 4 identical guests: only one copy of each touched page is needed
+    assert sn["saved_fraction"] == pytest.approx(0.75, abs=0.02)
+    assert sn["saved_bytes"] == sn["shared_pages"] * 4096
+    assert dn["saved_fraction"] < sn["saved_fraction"] - 0.2
+    # counting untouched zero pages flatters everything (~100%)
+    assert s["all"]["saved_fraction"] > 0.99 and s["all"]["zero_pages"] > 0
+
+
+def test_scenario_measures_sharing_among_running_guests(tmp_path):
+    p = _scenario(tmp_path, """
+[scenario]
+name = "share"
+duration_ms = 3
+
+[host]
+cores = 4
+
+[measure]
+sharing_ms = 1
+
+[[guests]]
+name = "c"
+image = "compute"
+argv = ["64", "240"]
+count = 3
+boot = false
+
+[[guests]]
+name = "hello"
+image = "hello"
+boot = false
+""")
+    res = run_scenario(load_scenario(p))
+    sh = res["sharing"]
+    assert sh["at_ns"] == 1 * MS
+    assert sh["guests"] == 3 and sh["closed"] == 1    # hello exited (and was freed) by 1 ms
+    assert sh["nonzero"]["saved_bytes"] > 0
+    assert to_json(res) == to_json(run_scenario(load_scenario(p)))

@@ -11,7 +11,7 @@ import os
 from typing import Any, Callable
 
 from sim.experiments.scenario import Scenario, ScenarioError, image_path, instance_name
-from sim.host.density import fit_count, instance_bytes
+from sim.host.density import fit_count, guest_sharing, instance_bytes
 from sim.host.emulated import spawn_emulated
 from sim.host.machine import Host, Task
 from sim.host.metrics import collect
@@ -51,6 +51,8 @@ class Run:
         self.admission: dict[str, Any] | None = None
         self._replays: dict[str, Any] = {}
         self.consoles: dict[str, bytearray] = {}
+        self.emulated: list[Any] = []
+        self.sharing: dict[str, Any] | None = None
         adm = d["admission"]
         for g in d["guests"]:
             if adm is not None and g["name"] == adm["group"]:
@@ -61,6 +63,8 @@ class Run:
             self.host.env.process(self._admit(adm))
         if d["fault"] is not None:
             self.host.env.process(self._fault(d["fault"]))
+        if d["measure"]["sharing_ms"] is not None:
+            self.host.env.process(self._sharing(int(d["measure"]["sharing_ms"] * MS)))
         if timeline is not None:
             self.host.env.process(self._sample(int(d["measure"]["sample_ms"] * MS)))
 
@@ -85,6 +89,7 @@ class Run:
             if len(buf) < CONSOLE_KEEP:
                 buf.extend(data[:CONSOLE_KEEP - len(buf)])
         guest = open_emulated(path, name, g["argv"], host, int(g["memory_mib"] * MIB), keep)
+        self.emulated.append(guest)
         return spawn_emulated(host, guest, **kw)
 
     def _fault(self, f: dict[str, Any]):
@@ -142,6 +147,11 @@ class Run:
                     break
         state.update(admitted=len(admitted), stopped_by=reason, at_ns=env.now)
 
+    def _sharing(self, at: int):
+        """Count identical pages across the emulated guests running at ``at``."""
+        yield self.host.env.timeout(at)
+        self.sharing = {"at_ns": self.host.env.now, **guest_sharing(self.emulated)}
+
     def _sample(self, every: int):
         env, host, tl = self.host.env, self.host, self.timeline
         while True:
@@ -166,6 +176,8 @@ class Run:
         res["profiles"] = {p: get_profile(p).as_dict()
                            for p in sorted({g["profile"] for g in d["guests"]})}
         res["admission"] = self.admission
+        if self.sharing is not None:
+            res["sharing"] = self.sharing
         if self.consoles:
             res["console"] = {n: b.decode("utf-8", "replace") for n, b in self.consoles.items()}
         return res

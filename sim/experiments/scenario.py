@@ -16,7 +16,8 @@ file, the key and the problem: unknown keys, wrong types, impossible values
 bundled example (``image = "compute"``); each instance runs the real image
 in Unicorn. ``memory_mib`` is charged to host memory; for an image it is
 also the guest's RAM (0: the personality's default, charged as such).
-    [measure]   percentiles, per_guest, sample_ms
+    [measure]   percentiles, per_guest, sample_ms, sharing_ms (when to count identical
+                4 KiB pages across the emulated guests still running)
     [fault]     at_ms, guest           (inject a kernel fault)
     [admission] group, interval_ms, p99_ms, window_ms
 """
@@ -73,6 +74,7 @@ SECTIONS: dict[str, dict[str, F]] = {
         "percentiles": F(list, [50, 90, 99]),
         "per_guest": F(bool, True),
         "sample_ms": F(NUM, 10, gt=0),
+        "sharing_ms": F(NUM, None, min=0),
     },
     "fault": {
         "at_ms": F(NUM, required=True, min=0),

@@ -38,30 +38,104 @@ class Sharing:
         return d
 
 
-def count_shared_pages(memories: Iterable[bytes | bytearray | memoryview],
-                       page: int = PAGE) -> Sharing:
-    """Hash every ``page``-byte page of every memory; count identical ones.
+class PageCounter:
+    """Accumulates pages (from any number of memories, fed in chunks) and
+    counts identical contents. Chunks must be whole pages except the last
+    one of a memory, which is padded with zeros (what a page-granular
+    sharer would see)."""
 
-    A last partial page is padded with zeros (what a page-granular sharer
-    would see)."""
-    if page <= 0:
-        raise ValueError(f"page size must be positive, got {page}")
-    seen: set[bytes] = set()
-    total = zero = 0
-    zero_page = bytes(page)
-    for mem in memories:
+    def __init__(self, page: int = PAGE, skip_zero: bool = False) -> None:
+        if page <= 0:
+            raise ValueError(f"page size must be positive, got {page}")
+        self.page = page
+        self.skip_zero = skip_zero
+        self.seen: set[bytes] = set()
+        self.total = 0
+        self.zero = 0
+        self._zero_page = bytes(page)
+        self._zero_chunk = b""
+
+    def add(self, mem: bytes | bytearray | memoryview) -> None:
+        page, zero_page, seen = self.page, self._zero_page, self.seen
         mv = memoryview(mem).cast("B")
+        n = len(mv)
+        raw = mem if isinstance(mem, bytes) else mv.tobytes()
+        if n % page == 0 and n and raw == self._zeros(n):   # memcmp
+            # Untouched RAM (most of a guest): count it without hashing.
+            pages = n // page
+            self.zero += pages
+            if not self.skip_zero:
+                seen.add(hashlib.blake2b(zero_page, digest_size=16).digest())
+                self.total += pages
+            return
         for off in range(0, len(mv), page):
-            chunk = mv[off:off + page]
-            data = chunk.tobytes()
+            data = mv[off:off + page].tobytes()
             if len(data) < page:
                 data += bytes(page - len(data))
             if data == zero_page:
-                zero += 1
+                self.zero += 1
+                if self.skip_zero:
+                    continue
             seen.add(hashlib.blake2b(data, digest_size=16).digest())
-            total += 1
-    shared = total - len(seen)
-    return Sharing(page, total, len(seen), shared, zero, shared * page)
+            self.total += 1
+
+    def _zeros(self, n: int) -> bytes:
+        z = self._zero_chunk
+        if len(z) != n:
+            z = self._zero_chunk = bytes(n)
+        return z
+
+    def result(self) -> Sharing:
+        shared = self.total - len(self.seen)
+        zero = 0 if self.skip_zero else self.zero
+        return Sharing(self.page, self.total, len(self.seen), shared, zero, shared * self.page)
+
+
+def count_shared_pages(memories: Iterable[bytes | bytearray | memoryview],
+                       page: int = PAGE, skip_zero: bool = False) -> Sharing:
+    """Hash every ``page``-byte page of every memory; count identical ones.
+
+    A last partial page is padded with zeros. With ``skip_zero``, all-zero
+    pages are left out entirely (a host never backs untouched guest RAM, so
+    counting them as "shared" would flatter every workload)."""
+    c = PageCounter(page, skip_zero)
+    for mem in memories:
+        c.add(mem)
+    return c.result()
+
+
+# Read guest RAM in chunks this big (bounded transient host memory).
+READ_CHUNK = 1 << 20
+
+
+def guest_sharing(guests: Iterable[Any], page: int = PAGE,
+                  chunk: int = READ_CHUNK) -> dict[str, Any]:
+    """Page sharing measured from the RAM of running emulated guests
+    (anything with ``vcpu.mem.read(addr, size)`` and ``vcpu.mem.size``, as
+    sim.guest.Guest has); closed guests are skipped and counted. Returns ``all`` (every page, zero pages included:
+    what a sharer could merge if all RAM were backed) and ``nonzero``
+    (touched, non-zero pages only: the honest figure), both as
+    ``Sharing.as_dict()``, plus ``guests`` and ``guest_bytes``."""
+    if chunk <= 0 or chunk % page:
+        raise ValueError(f"chunk must be a positive multiple of the page size, got {chunk}")
+    every = PageCounter(page)
+    nonzero = PageCounter(page, skip_zero=True)
+    n = size_total = gone = 0
+    for g in guests:
+        # A guest that exited on a Host has been closed (its Unicorn freed):
+        # it holds no memory any more, and reading it would crash Unicorn.
+        if getattr(g.vcpu, "_closed", False):
+            gone += 1
+            continue
+        mem = g.vcpu.mem
+        n += 1
+        size_total += mem.size
+        for off in range(0, mem.size, chunk):
+            data = mem.read(off, min(chunk, mem.size - off))
+            every.add(data)
+            nonzero.add(data)
+    return {"guests": n, "closed": gone, "guest_bytes": size_total, "page_size": page,
+            "all": every.result().as_dict(), "nonzero": nonzero.result().as_dict()}
 
 
 def instance_bytes(profile: IsolationProfile, guest_bytes: int, shared_fraction: float = 0.0,
