@@ -679,6 +679,365 @@ LABS["04_density.ipynb"] = [
     """),
 ]
 
+# ---------------------------------------------------------------------------
+# Lab 1: boot and trace
+# ---------------------------------------------------------------------------
+
+LABS["01_boot_and_trace.ipynb"] = [
+    md("""
+    # Lab 1: Boot and trace a unikernel
+
+    *45 minutes. Prerequisites: C; enough x86-64 assembly to read `mov`,
+    `call` and `syscall`.*
+
+    A unikernel image is one ELF file holding the application *and* its
+    library OS, linked together; there is no separate kernel inside it.
+    picosim loads such an image, runs it instruction by instruction in the
+    Unicorn CPU emulator, and serves its calls to the outside world through a
+    *personality* (the ABI the image was built for): `pico`, our
+    Drawbridge-style picoprocess ABI; `hvt`, Solo5's hardware-virtualised
+    tender (hypercalls through I/O ports, like a VM exit); `spt`, Solo5's
+    sandboxed-process tender (nine Linux system calls behind seccomp).
+
+    **Learning goals.** Read what an image contains; read an instruction
+    trace and a host-call trace; find the first instruction that crosses
+    into the monitor; compare one app built for the three ABIs.
+    """),
+    code(SETUP),
+    md("""
+    ## 1. What is in an image?
+
+    `sim inspect` prints the loadable segments (address ranges and
+    permissions), the entry point, the symbol table and the ABI notes that
+    tell the monitor which personality the image expects.
+    """),
+    code("""
+    import subprocess, sys
+    print(subprocess.run([sys.executable, "-m", "sim", "inspect", "hello"],
+                         capture_output=True, text=True, check=True).stdout)
+    """),
+    code("""
+    from sim.examples import resolve
+    from sim.image import Image
+    img = Image.load(resolve("hello"))
+    entry_symbol = img.symbolize(img.entry)[0]
+    segments = [(hex(s.vaddr), s.perms, s.memsz) for s in img.segments]
+    segments
+    """),
+    md("""
+    **Q1.** Which symbol is at the entry point? **Q2.** Which ABI does the
+    image declare? **Q3.** How many loadable segments are there, and why is
+    none of them both writable and executable?
+    """),
+    code("""
+    q1 = None   # a symbol name
+    q2 = None   # "pico", "hvt" or "spt"
+    print(check("Q1", q1, entry_symbol, hint="look at the 'entry' line of sim inspect."))
+    print(check("Q2", q2, img.abi))
+    discuss("Q3", f"{len(img.segments)} segments: code (r-x), read-only data (r--) and data+bss "
+            "(rw-). W^X: a page that is writable and executable would let a bug that writes "
+            "memory also inject code; the loader and the pico monitor refuse it.")
+    """),
+    md("""
+    ## 2. Boot it, with a trace
+
+    `sim boot hello --trace` prints every instruction and every host call.
+    In a notebook we use the same machinery and keep the events as data.
+    """),
+    code("""
+    run = lk.boot_traced("hello", ["lab1"], kinds=("insn", "call"))
+    print(run.console)
+    print(f"status {run.status} ({run.reason}); {run.retired} instructions, "
+          f"{run.crossings} host calls, {run.t_ns} ns simulated")
+    """),
+    code("""
+    from sim.trace import format_text
+    insns = [e for e in run.events if e.kind == "insn"]
+    print("\\n".join(format_text(e) for e in insns[:25]))
+    """),
+    md("""
+    Each line: simulated time, instructions retired so far, guest, the
+    symbol+offset of the instruction, its bytes and its disassembly.
+
+    ## 3. Where does the guest first talk to the monitor?
+    """),
+    code("""
+    first = run.first_call()
+    before = [e for e in insns if e.insn < first.insn][-3:]
+    print("\\n".join(format_text(e) for e in before))
+    print(format_text(first))
+    TRAPS = ("syscall", "out", "in", "vmcall", "hlt")
+    trap_insn = [e for e in insns if e.insn < first.insn
+                 and e.fields["asm"].split()[0] in TRAPS][-1].fields["asm"].split()[0]
+    """),
+    md("""
+    **Q4.** What is the first host call hello makes? **Q5.** After how many
+    instructions (the `insn` column of the call line)? **Q6.** Which
+    instruction makes the crossing (its mnemonic)?
+    """),
+    code("""
+    q4 = None
+    q5 = None
+    q6 = None
+    print(check("Q4", q4, first.name))
+    print(check("Q5", q5, first.insn, hint="the second column of the call line."))
+    print(check("Q6", q6, trap_insn, hint="the pico ABI enters the monitor like a system call."))
+    """),
+    code("""
+    import pandas as pd
+    calls = pd.DataFrame([{"t_ns": e.t_ns, "insn": e.insn, "call": e.name,
+                           "result": e.fields.get("result")} for e in run.calls()])
+    calls
+    """),
+    md("""
+    **Q7.** How many host calls does hello make in total?
+    """),
+    code("""
+    q7 = None
+    check("Q7", q7, run.crossings)
+    """),
+    md("""
+    ## 4. One app, three ABIs
+
+    The SDK builds the same C source for each target (`sim build app.c
+    --target pico|hvt|spt`); the library OS underneath differs. This needs
+    gcc; without it only the prebuilt pico image is compared. A target that
+    fails to build or boot is shown with its error rather than hidden.
+    """),
+    code("""
+    import os, shutil, tempfile
+    from sim.examples import EXAMPLES
+    targets = {"pico": str(resolve("hello"))}
+    errors = {}
+    if shutil.which("gcc"):
+        from sim.sdk.build import build_app
+        tmp = tempfile.mkdtemp(prefix="lab1-")
+        for t in ("hvt", "spt"):
+            try:
+                targets[t] = str(build_app([EXAMPLES["hello"].path], os.path.join(tmp, f"hello-{t}.elf"), t))
+            except Exception as err:          # show it, do not hide it
+                errors[t] = f"build failed: {err}"
+    rows, traces = [], {}
+    for t, path in targets.items():
+        try:
+            r = lk.boot_traced(path, ["lab1"], kinds=("insn", "call"), max_insns=5_000_000)
+        except Exception as err:
+            errors[t] = f"boot failed: {type(err).__name__}: {err}"
+            continue
+        traces[t] = r
+        ins = [e for e in r.events if e.kind == "insn"]
+        fc = r.first_call()
+        trap = [e for e in ins if fc is not None and e.insn < fc.insn
+                and e.fields["asm"].split()[0] in ("syscall", "out", "in", "vmcall", "hlt")][-1:]
+        rows.append({"target": t, "ELF bytes": os.path.getsize(path), "status": r.status,
+                     "instructions": r.retired, "host calls": r.crossings,
+                     "calls used": ", ".join(sorted(r.call_counts())),
+                     "first call": fc.name if fc else None,
+                     "trap insn": trap[0].fields["asm"] if trap else None,
+                     "sim ns": r.t_ns})
+    for t, e in errors.items():
+        rows.append({"target": t, "status": e})
+    compare = pd.DataFrame(rows).set_index("target")
+    compare
+    """),
+    md("""
+    What to look for: the pico guest traps with `syscall` and a pico call
+    number; hvt uses an `out` to an I/O port (a VM exit on real hardware,
+    ~2,000 cycles plus handling, SplitX WIOV'11 in `calibration.md`); spt
+    makes real Linux system calls (`write`, `clock_gettime`, `exit_group`),
+    filtered by seccomp (a Linux syscall: 604 cycles with mitigations,
+    Unikraft table 1). The console output should be the same; the command
+    line each tender passes may differ.
+
+    **Q8.** Of the targets that ran, which one needed the fewest host calls
+    for hello?
+    """),
+    code("""
+    q8 = None
+    ran = compare[compare["host calls"].notna()] if "host calls" in compare else compare
+    check("Q8", q8, ran["host calls"].astype(int).idxmin())
+    """),
+    code("""
+    lk.check_true("pico ran", "pico" in traces and traces["pico"].status == 0,
+                  "the prebuilt pico hello should exit 0")
+    lk.bar_figure(list(ran.index), [int(v) for v in ran["host calls"]], ylabel="host calls",
+                  title="hello: host calls per ABI")
+    """),
+    code("""
+    discuss("D1", "Fewer crossings is not automatically cheaper: what matters is crossings x "
+            "cost per crossing. An hvt hypercall is a VM exit (thousands of cycles), a pico or "
+            "spt call a system call (hundreds). Batching output in the library OS (one puts for "
+            "several lines) reduces crossings; lab 5 does this to the pico ABI on purpose.")
+    """),
+]
+
+# ---------------------------------------------------------------------------
+# Lab 2: attack surface
+# ---------------------------------------------------------------------------
+
+LABS["02_attack_surface.ipynb"] = [
+    md("""
+    # Lab 2: The narrow interface
+
+    *45 minutes. Prerequisites: lab 1.*
+
+    Everything a tenant can ask of the host goes through some interface: the
+    Linux system call table for a process or container, a hypercall
+    interface for a VM or unikernel, a small ABI for a picoprocess. Each
+    entry point is code the host runs on the guest's behalf, with arguments
+    the guest controls: the **attack surface**. Library OSes move most of
+    the OS into the tenant and keep that interface narrow.
+
+    **Learning goals.** Count the entry points each kind of isolation
+    exposes, from published figures and from the simulator's own ABI tables;
+    measure how many of them real images actually use; read the
+    attack-surface ladder and its caveats.
+    """),
+    code(SETUP),
+    md("""
+    ## 1. The ladder, from published figures
+
+    From `../shared/specs/calibration.md`, section *Attack surface*:
+
+    | system | host entry points | source |
+    |---|---|---|
+    | Linux (x86-64) | ~350 syscalls | gVisor docs |
+    | Docker default seccomp | allows > 250 syscalls | summary (M) |
+    | gVisor | Sentry needs <= 68 host syscalls | gvisor.dev |
+    | Firecracker | 24 syscalls + 30 ioctls | NSDI'20 |
+    | Drawbridge | ABI ~36-45 calls; monitor uses 15 host syscalls | ASPLOS'11 |
+    | Graphene | PAL ABI 43 calls | EuroSys'14 |
+    | Solo5 spt | 9 syscalls, all argument-checked | Solo5 source |
+    | Solo5 hvt | 8 hypercalls | Solo5 source |
+
+    The simulator declares three of these interfaces itself, as data: the
+    pico ABI (`sim/libos/pico_abi.py`), Solo5 hvt's hypercalls
+    (`sim/libos/hvt.py`) and spt's seccomp system calls (`sim/libos/spt.py`).
+    """),
+    code("""
+    from sim.libos.pico_abi import PICO_ABI
+    from sim.libos import hvt, spt
+    declared = {"pico": len(PICO_ABI.calls), "hvt": len(hvt.HYPERCALLS), "spt": len(spt.SYSCALLS)}
+    print(declared)
+    print("hvt:", [c.name for c in hvt.HYPERCALLS])
+    print("spt:", [c.name for c in spt.SYSCALLS])
+    """),
+    code("""
+    ladder = [  # (label, simulator value or None, published value)
+        ("Linux syscalls", None, 350),
+        ("Docker seccomp", None, 250),
+        ("gVisor host syscalls", None, 68),
+        ("Firecracker seccomp", None, 54),
+        ("Graphene PAL", None, 43),
+        ("Drawbridge ABI", None, 45),
+        ("pico ABI", declared["pico"], None),
+        ("Solo5 spt", declared["spt"], 9),
+        ("Solo5 hvt", declared["hvt"], 8),
+    ]
+    labels = [l for l, _, _ in ladder]
+    lk.bar_figure(labels, [s if s is not None else 0 for _, s, _ in ladder],
+                  published=[p for _, _, p in ladder], log=True, annotate=False,
+                  ylabel="host entry points (log)", title="attack-surface ladder")
+    """),
+    md("""
+    Filled bars are the simulator's own tables; hatched bars the published
+    counts. Where both exist they agree: the simulator's Solo5 tables declare
+    the same 8 hypercalls and 9 system calls as Solo5's source. The pico ABI
+    is larger than Solo5's (threads, streams, events, memory calls) but inside
+    the Drawbridge/Graphene range of about 36-45 calls it is modelled on.
+
+    **Q1.** How many calls does the pico ABI declare? **Q2.** How many times
+    more entry points does Docker's default seccomp profile allow than Solo5
+    spt (250 / spt's count, to one decimal)?
+    """),
+    code("""
+    q1 = None
+    q2 = None
+    print(check("Q1", q1, declared["pico"]))
+    print(check("Q2", q2, 250 / declared["spt"], rel=0.02))
+    """),
+    md("""
+    The host model's isolation profiles carry one attack-surface number
+    each, with its source (`sim/host/profiles.py`):
+    """),
+    code("""
+    import pandas as pd
+    from sim.host import PROFILES
+    pd.DataFrame([{"profile": p.name, "attack surface": p.attack_surface, "sources": "; ".join(p.sources)}
+                  for p in PROFILES.values()]).set_index("profile").sort_values("attack surface")
+    """),
+    md("""
+    ## 2. What do real images use?
+
+    A declared interface is an upper bound. A monitor that knows which calls
+    an application needs can refuse all the others (the pico monitor's
+    manifest does exactly that), so the *effective* surface is the set of
+    calls actually used. We boot the bundled pico examples with a call trace
+    and collect the calls each makes.
+    """),
+    code("""
+    APPS = ["hello", "compute", "sleep", "stack_smash"] + (["fault_null", "fault_div0"] if FULL else [])
+    used = {}
+    for app in APPS:
+        r = lk.boot_traced(app, ["x"])
+        used[app] = set(r.call_counts())
+    union = set().union(*used.values())
+    pd.DataFrame([{"app": a, "calls used": len(u), "of declared": declared["pico"],
+                   "calls": ", ".join(sorted(u))} for a, u in used.items()]).set_index("app")
+    """),
+    code("""
+    lk.bar_figure(list(used) + ["all apps"], [len(u) for u in used.values()] + [len(union)],
+                  ylabel=f"pico calls used (of {declared['pico']})",
+                  title="effective attack surface of the bundled apps")
+    """),
+    md("""
+    **Q3.** How many distinct pico calls do these apps use between them?
+    **Q4.** What fraction of the pico ABI is that (0-1, within 0.01)?
+    """),
+    code("""
+    q3 = None
+    q4 = None
+    print(check("Q3", q3, len(union)))
+    print(check("Q4", q4, len(union) / declared["pico"], abs=0.01))
+    """),
+    md("""
+    The same measurement for the Solo5 targets (needs gcc to build them; a
+    target that fails is reported, not hidden):
+    """),
+    code("""
+    import os, shutil, tempfile
+    from sim.examples import EXAMPLES
+    solo5_used = {}
+    if shutil.which("gcc"):
+        from sim.sdk.build import build_app
+        tmp = tempfile.mkdtemp(prefix="lab2-")
+        for t in ("hvt", "spt"):
+            try:
+                path = build_app([EXAMPLES["hello"].path], os.path.join(tmp, f"hello-{t}.elf"), t)
+                r = lk.boot_traced(str(path), ["x"], max_insns=5_000_000)
+                solo5_used[t] = set(r.call_counts())
+            except Exception as err:
+                print(f"{t}: {type(err).__name__}: {err}")
+    {t: f"{len(u)} of {declared[t]}: {', '.join(sorted(u))}" for t, u in solo5_used.items()}
+    """),
+    md("""
+    **Caveats worth discussing.** Counting entry points is a crude measure:
+    one complex call (an `ioctl`, a `stream_open` that parses URIs) can hide
+    more code than ten simple ones, and what matters is whether every
+    argument is checked (Solo5 spt's seccomp filter checks all arguments of
+    its 9 calls; `calibration.md`). The Drawbridge monitor also reaches the
+    host kernel through 15 system calls of its own: the surface a tenant
+    reaches *indirectly*.
+    """),
+    code("""
+    discuss("D1", "A narrow, declared interface lets the monitor check every pointer and "
+            "argument once at the boundary, and lets a per-app manifest refuse the calls "
+            "the app never uses (here most of the ABI). But the count ignores the complexity "
+            "behind each call and the host calls the monitor itself makes; a fair comparison "
+            "counts reachable host code, not entry points.")
+    """),
+]
+
 
 def main(argv: list[str]) -> int:
     prefix = argv[1] if len(argv) > 1 else ""
