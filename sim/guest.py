@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from unicorn import UC_HOOK_CODE
+from unicorn import UC_HOOK_BLOCK
 
 from sim.cpu.disasm import Disassembler
 from sim.cpu.vcpu import VCPU, ExitKind
@@ -69,6 +69,8 @@ class Guest:
         self.stopped: Stopped | None = None
         self._blocked: Block | None = None
         self._insn_in_step = 0
+        self._pending_insns: list | None = None
+        self._insn_sinks: list = []
         try:
             self.personality.boot()
         except BaseException:
@@ -169,6 +171,8 @@ class Guest:
         return Step(0, busy, crossings, exited=stopped)
 
     def _on_trap(self, trap) -> bool:
+        if self._insn_sinks:
+            self._flush_insns(None)
         self.crossings += 1
         return self.personality.on_trap(trap)
 
@@ -177,25 +181,53 @@ class Guest:
 
     # -- instruction trace ------------------------------------------------------
     def _install_insn_trace(self) -> None:
+        # A block hook, not a per-instruction hook: one Python call per
+        # translated block. Each block's instructions are emitted when the
+        # next block starts, at a trap, or at the end of the slice, then
+        # only as many as actually retired (a fault stops mid-block).
         dis = Disassembler()
-        lines: dict[int, dict[str, str]] = {}
+        decoded: dict[int, list[tuple[int, dict[str, object]]]] = {}
+        image = self.image
+        self._insn_sinks = [getattr(sink, "write_insns", None) or _event_writer(sink)
+                            for sink in self.tracer.sinks]
+
+        def on_block(uc, address: int, size: int, _user) -> None:
+            self._flush_insns(None)
+            insns = decoded.get(address)
+            if insns is None:
+                insns = []
+                for insn in dis.sweep(bytes(uc.mem_read(address, size)), address):
+                    where = image.symbolize(insn.address)
+                    insns.append((insn.address, {
+                        "where": f"{where[0]}+{where[1]:#x}" if where else f"{insn.address:#x}",
+                        "addr": insn.address, "bytes": insn.hex, "asm": insn.text}))
+                decoded[address] = insns
+            self._pending_insns = insns
+
+        self.vcpu.uc.hook_add(UC_HOOK_BLOCK, on_block)
+
+    def _flush_insns(self, limit: int | None) -> None:
+        insns, self._pending_insns = self._pending_insns, None
+        if not insns:
+            return
+        if limit is not None:
+            insns = insns[:max(0, limit)]
         s = self.services
-        time = self.config.time
-
-        def on_insn(uc, address: int, size: int, _user) -> None:
-            fields = lines.get(address)
-            if fields is None:
-                insn = dis.at(address, bytes(uc.mem_read(address, size)))
-                where = self.image.symbolize(address)
-                fields = {"where": f"{where[0]}+{where[1]:#x}" if where else f"{address:#x}",
-                          "addr": address, "bytes": insn.hex, "asm": insn.text}
-                lines[address] = fields
-            n = self._insn_in_step
-            self._insn_in_step = n + 1
-            self.tracer.emit(Event(s.step_start_ns + time.insns_to_ns(n) + s.cost_ns,
-                                   self.retired + n, self.name, "insn", "exec", fields))
-
-        self.vcpu.uc.hook_add(UC_HOOK_CODE, on_insn)
+        base_ns = s.step_start_ns + s.cost_ns
+        n = self._insn_in_step
+        times = self.config.time.insns_to_ns_range(n, len(insns), base_ns)
+        for write in self._insn_sinks:
+            write(self.name, times, s.insn_base + n, insns)
+        n += len(insns)
+        self._insn_in_step = n
 
     def close(self) -> None:
         self.vcpu.close()
+
+
+def _event_writer(sink: Any) -> Callable[..., None]:
+    """For sinks without a fast path: build the events after all."""
+    def write(guest: str, times: list[int], first: int, insns: list) -> None:
+        for i, (_addr, fields) in enumerate(insns):
+            sink.write(Event(times[i], first + i, guest, "insn", "exec", fields))
+    return write

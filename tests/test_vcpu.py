@@ -163,3 +163,15 @@ def test_closed_vcpu_refuses_to_run():
     vcpu.close()  # idempotent
     with pytest.raises(RuntimeError):
         vcpu.run(10)
+
+
+@pytest.mark.parametrize("code", ["0f0b", "ffff", "d6", "0f3f"])
+def test_invalid_instructions_are_contained_faults(code):
+    # ud2 reaches the interrupt hook; some undefined opcodes make Unicorn
+    # return UC_ERR_INSN_INVALID instead: both must be a #UD fault.
+    vcpu = machine(asm("90", code, HLT))
+    result = vcpu.run(100)
+    assert result.kind is ExitKind.FAULT
+    assert result.fault.vector == 6
+    assert result.fault.rip == CODE + 1
+    vcpu.close()

@@ -16,7 +16,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, Uc, UcError
+from unicorn import (
+    UC_ARCH_X86,
+    UC_ERR_EXCEPTION,
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_INSN_INVALID,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_INSN,
+    UC_HOOK_INTR,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    Uc,
+    UcError,
+)
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
@@ -212,7 +225,14 @@ class VCPU:
         self._pending_vector = None
         self._debug_stop = False
         self.counter.arm(max_insns)
-        self.uc.emu_start(self.rip, UNTIL_NULL)
+        try:
+            self.uc.emu_start(self.rip, UNTIL_NULL)
+        except UcError as err:
+            fault = _fault_from_error(err, self.rip)
+            if fault is None:
+                raise
+            excstate.clear_in_flight(self.uc)
+            return Exit(ExitKind.FAULT, self.counter.retired, fault.rip, fault=fault)
         rip = self.rip
         if self._pending_vector is not None:
             excstate.clear_in_flight(self.uc)
@@ -414,6 +434,25 @@ class VCPU:
             self._backing = None
             del _keep
             backing.close()
+
+
+# Guest misbehaviour Unicorn reports as an error instead of an exception:
+# error code -> (vector, what happened). Anything else is a host-side bug.
+_ERROR_FAULTS = {
+    UC_ERR_INSN_INVALID: (6, "invalid opcode"),
+    UC_ERR_READ_UNMAPPED: (14, "page fault (read outside guest memory)"),
+    UC_ERR_WRITE_UNMAPPED: (14, "page fault (write outside guest memory)"),
+    UC_ERR_FETCH_UNMAPPED: (14, "page fault (fetch outside guest memory)"),
+    UC_ERR_EXCEPTION: (13, "unhandled CPU exception"),
+}
+
+
+def _fault_from_error(err: UcError, rip: int) -> Fault | None:
+    known = _ERROR_FAULTS.get(err.errno)
+    if known is None:
+        return None
+    vector, reason = known
+    return Fault(vector, rip, 0, 0, reason)
 
 
 def _no_trap_handler(trap: Trap) -> bool:

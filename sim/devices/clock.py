@@ -23,6 +23,11 @@ class TimeModel:
     def insns_to_ns(self, insns: int) -> int:
         return insns * self.cycles_per_insn_milli * 1_000_000 // self.clock_hz
 
+    def insns_to_ns_range(self, first: int, count: int, base_ns: int) -> list[int]:
+        """base_ns + insns_to_ns(k) for k = first .. first+count-1 (trace hot path)."""
+        mult, hz = self.cycles_per_insn_milli * 1_000_000, self.clock_hz
+        return [base_ns + k * mult // hz for k in range(first, first + count)]
+
     def ns_to_tsc(self, ns: int) -> int:
         return ns * self.clock_hz // 1_000_000_000
 
