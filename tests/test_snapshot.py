@@ -151,3 +151,10 @@ def test_many_guests_share_one_snapshot_copy_on_write(tmp_path, capsys):
     finally:
         for g in guests:
             g.close()
+
+
+def test_a_snapshot_point_after_the_end_is_reported(tmp_path, capsys):
+    snap = tmp_path / "never.snap"
+    _one_line_error(capsys, ["boot", "hello", "-q", "--snapshot-at", "10000000",
+                             "--snapshot-out", str(snap)], "no snapshot written")
+    assert not snap.exists()

@@ -64,7 +64,8 @@ def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Ca
     if getattr(args, "snapshot_at", None) is not None:
         from sim.tooling.snapshotter import Snapshotter
 
-        Snapshotter(guest, args.snapshot_at, args.snapshot_out, slice_insns=args.slice)
+        run = Snapshotter(guest, args.snapshot_at, args.snapshot_out,
+                          slice_insns=args.slice).wrap(run)
     if getattr(args, "record", None):
         from sim.tooling.replay import Recorder
 

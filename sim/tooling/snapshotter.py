@@ -34,6 +34,18 @@ class Snapshotter:
 
         guest.step = step
 
+    def wrap(self, run: Any) -> Any:
+        def snapshotting() -> Any:
+            result = run()
+            if self.header is None:
+                from sim.tooling.errors import ToolingError
+
+                raise ToolingError(f"the guest stopped after {self.guest.retired} instructions, "
+                                   f"before --snapshot-at {self.at}: no snapshot written")
+            return result
+
+        return snapshotting
+
     def take(self, now_ns: int) -> None:
         from sim.tooling.snapshot import save
 
