@@ -25,7 +25,8 @@ from sim.devices.peers import PingPeer, checksum
 from sim.guest import Guest
 from sim.image import Image
 from sim.libos.personality import BootConfig
-from sim.libos.solo5 import Solo5Options, build_app as solo5_build
+from sim.libos.solo5 import Solo5Options
+from sim.libos.solo5 import build_app as solo5_build
 from sim.sdk.build import build_app
 
 PUTS_C = """#include <picosim.h>

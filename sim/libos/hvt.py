@@ -22,8 +22,9 @@ an exit address after every port-I/O instruction of the image.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from unicorn import x86_const as X
 
@@ -71,7 +72,7 @@ class Hypercall:
     nr: int
     name: str
     args: Struct
-    handler: Callable[["HvtPersonality", int, dict[str, int]], "dict[str, int] | Block | GuestExit"]
+    handler: Callable[[HvtPersonality, int, dict[str, int]], dict[str, int] | Block | GuestExit]
     doc: str = ""
 
 
@@ -117,17 +118,17 @@ def _ret() -> Field:
 
 
 # -- handlers: (personality, struct address, IN fields) -> OUT fields | stop ------
-def hc_walltime(p: "HvtPersonality", _addr: int, _a: dict[str, int]) -> dict[str, int]:
+def hc_walltime(p: HvtPersonality, _addr: int, _a: dict[str, int]) -> dict[str, int]:
     return {"nsecs": p.s.config.time.wall_ns(p.s.now())}
 
 
-def hc_puts(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_puts(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
     data = p.guest_bytes(a["data"], a["len"])
     p.s.console.write(data)
     return {}
 
 
-def hc_poll(p: "HvtPersonality", addr: int, a: dict[str, int]) -> dict[str, int] | Block:
+def hc_poll(p: HvtPersonality, addr: int, a: dict[str, int]) -> dict[str, int] | Block:
     ready = p.ready_set()
     if ready or a["timeout_nsecs"] == 0:
         return {"ready_set": ready, "ret": bin(ready).count("1")}
@@ -141,7 +142,7 @@ def hc_poll(p: "HvtPersonality", addr: int, a: dict[str, int]) -> dict[str, int]
     return Block(until_ns=deadline, event=p.net_event(), resume=resume, reason="poll")
 
 
-def _block_io(p: "HvtPersonality", a: dict[str, int], write: bool) -> dict[str, int]:
+def _block_io(p: HvtPersonality, a: dict[str, int], write: bool) -> dict[str, int]:
     from sim.devices.block import BlockDevice, BlockError
 
     dev = p.attached.devices.get(a["handle"])
@@ -163,15 +164,15 @@ def _block_io(p: "HvtPersonality", a: dict[str, int], write: bool) -> dict[str, 
     return {"ret": OK}
 
 
-def hc_block_write(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_block_write(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
     return _block_io(p, a, write=True)
 
 
-def hc_block_read(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_block_read(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
     return _block_io(p, a, write=False)
 
 
-def hc_net_write(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_net_write(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
     port = p.attached.devices.get(a["handle"])
     if not isinstance(port, NetPort):
         return {"ret": EINVAL}
@@ -181,7 +182,7 @@ def hc_net_write(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str
     return {"ret": OK if p.send(port, frame) else EINVAL}
 
 
-def hc_net_read(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_net_read(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
     port = p.attached.devices.get(a["handle"])
     if not isinstance(port, NetPort):
         return {"ret": EINVAL}
@@ -195,7 +196,7 @@ def hc_net_read(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> dict[str,
     return {"len": len(frame), "ret": OK}
 
 
-def hc_halt(p: "HvtPersonality", _addr: int, a: dict[str, int]) -> GuestExit:
+def hc_halt(p: HvtPersonality, _addr: int, a: dict[str, int]) -> GuestExit:
     status = a["exit_status"] & 0xFF
     return GuestExit(status, "halt" if status != 255 else "halt: guest aborted")
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sim.libos.personality import BootError
 from sim.libos.solo5 import options_of, parse_mac, parse_sector_size
@@ -82,7 +83,7 @@ def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) 
 def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
     """Give the run a virtual switch (and a ping peer) when it has net devices."""
     connect = getattr(guest.personality, "connect", None)
-    ports = getattr(guest.personality, "net_ports", lambda: [])()
+    ports = getattr(guest.personality, "net_ports", list)()
     if args.ping and not ports:
         raise BootError("--ping needs a net device: the image declares none")
     if connect is None or not (ports or args.pcap):

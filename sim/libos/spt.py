@@ -20,8 +20,9 @@ SIGSYS would: exit 159. A memory fault is SIGSEGV: exit 139.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from unicorn import x86_const as X
 
@@ -62,12 +63,12 @@ class Killed(Exception):
 class Syscall:
     nr: int
     name: str
-    handler: Callable[..., "int | Block | GuestExit"]
+    handler: Callable[..., int | Block | GuestExit]
     policy: str  # what the seccomp filter admits, for docs and diagnoses
 
 
 # -- handlers: (personality, a0..a5) -> result | Block | GuestExit ------------------
-def sys_read(p: "SptPersonality", fd: int, buf: int, count: int, *_: int) -> int:
+def sys_read(p: SptPersonality, fd: int, buf: int, count: int, *_: int) -> int:
     port = p.net_fd(fd, "read")
     p.regions.check(buf, count, write=True)
     frame = p.receive(port, 1 << 20)
@@ -79,7 +80,7 @@ def sys_read(p: "SptPersonality", fd: int, buf: int, count: int, *_: int) -> int
     return len(frame)
 
 
-def sys_write(p: "SptPersonality", fd: int, buf: int, count: int, *_: int) -> int:
+def sys_write(p: SptPersonality, fd: int, buf: int, count: int, *_: int) -> int:
     if fd == 1:
         p.regions.check(buf, count, write=False)
         return p.s.console.write(p.s.mem.read(buf, count))
@@ -90,7 +91,7 @@ def sys_write(p: "SptPersonality", fd: int, buf: int, count: int, *_: int) -> in
     return count if p.send(port, p.s.mem.read(buf, count)) else -EINVAL
 
 
-def _block_io(p: "SptPersonality", name: str, fd: int, buf: int, count: int, offset: int) -> int:
+def _block_io(p: SptPersonality, name: str, fd: int, buf: int, count: int, offset: int) -> int:
     dev = p.block_fd(fd, name)
     bs = dev.block_size
     if count != bs or offset % bs or offset > dev.capacity - bs:
@@ -108,22 +109,22 @@ def _block_io(p: "SptPersonality", name: str, fd: int, buf: int, count: int, off
     return count
 
 
-def sys_pread64(p: "SptPersonality", fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+def sys_pread64(p: SptPersonality, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
     return _block_io(p, "pread64", fd, buf, count, offset)
 
 
-def sys_pwrite64(p: "SptPersonality", fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+def sys_pwrite64(p: SptPersonality, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
     return _block_io(p, "pwrite64", fd, buf, count, offset)
 
 
-def sys_arch_prctl(p: "SptPersonality", code: int, addr: int, *_: int) -> int:
+def sys_arch_prctl(p: SptPersonality, code: int, addr: int, *_: int) -> int:
     if code != ARCH_SET_FS:
         raise Killed(f"arch_prctl(code={code:#x}): only ARCH_SET_FS is allowed")
     p.s.vcpu.set_reg(X.UC_X86_REG_FS_BASE, addr)
     return 0
 
 
-def sys_clock_gettime(p: "SptPersonality", clock: int, tp: int, *_: int) -> int:
+def sys_clock_gettime(p: SptPersonality, clock: int, tp: int, *_: int) -> int:
     if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC):
         raise Killed(f"clock_gettime(clock={clock}): only MONOTONIC and REALTIME are allowed")
     now = p.s.now()
@@ -134,11 +135,11 @@ def sys_clock_gettime(p: "SptPersonality", clock: int, tp: int, *_: int) -> int:
     return 0
 
 
-def sys_exit_group(p: "SptPersonality", status: int, *_: int) -> GuestExit:
+def sys_exit_group(p: SptPersonality, status: int, *_: int) -> GuestExit:
     return GuestExit(status & 0xFF, "exit_group")
 
 
-def sys_epoll_pwait(p: "SptPersonality", epfd: int, events: int, maxevents: int, timeout: int,
+def sys_epoll_pwait(p: SptPersonality, epfd: int, events: int, maxevents: int, timeout: int,
                     *_: int) -> int | Block:
     if epfd != p.epollfd:
         raise Killed(f"epoll_pwait(epfd={epfd}): not the monitor's epoll fd {p.epollfd}")
@@ -161,7 +162,7 @@ def sys_epoll_pwait(p: "SptPersonality", epfd: int, events: int, maxevents: int,
                  resume=lambda: p.deliver_events(events, maxevents), reason="epoll_pwait")
 
 
-def sys_timerfd_settime(p: "SptPersonality", fd: int, flags: int, new: int, old: int,
+def sys_timerfd_settime(p: SptPersonality, fd: int, flags: int, new: int, old: int,
                         *_: int) -> int:
     if fd != p.timerfd:
         raise Killed(f"timerfd_settime(fd={fd}): not the monitor's timer fd {p.timerfd}")
