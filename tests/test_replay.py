@@ -80,3 +80,12 @@ def test_a_diverging_replay_is_reported(tmp_path, capsys):
     doc["outcome"]["retired"] += 1
     record.write_text(json.dumps(doc))
     _one_line_error(capsys, ["replay", str(record), "-q"], "diverged")
+
+
+def test_options_of_other_modules_are_recorded(tmp_path, capsys):
+    record, *_ = _boot_recorded(tmp_path, capsys, "hello", "--mem", "32",
+                                "--link-latency", "1234")
+    boot = json.loads(record.read_text())["boot"]
+    assert boot[boot.index("--mem") + 1] == "32"
+    assert boot[boot.index("--link-latency") + 1] == "1234"
+    assert "--trace" not in boot and "--record" not in boot

@@ -35,12 +35,41 @@ class ReplayError(ToolingError):
     """A record that cannot be read or replayed, or a replay that diverged."""
 
 
+# Options that shape only the output of a run, or the tooling itself.
+NOT_INPUTS = frozenset({"trace", "trace_format", "trace_out", "quiet", "timeline", "gdb",
+                        "record", "snapshot_at", "snapshot_out", "help"})
+
+
 def _boot_argv(args: Any, config: Any) -> list[str]:
-    argv = ["--mem", str(config.mem_bytes >> 20), "--seed", str(args.seed),
-            "--slice", str(args.slice), "--clock-mhz", str(args.clock_mhz),
-            "--max-insns", str(args.max_insns)]
-    if args.abi:
-        argv += ["--abi", args.abi]
+    """Every boot option that differs from its default, as a command line.
+
+    Generic over the options other modules add to ``sim boot``, so a new
+    device option is recorded without a change here.
+    """
+    import argparse
+
+    from sim.bootcmd import register
+
+    parser = argparse.ArgumentParser(prog="sim")
+    register(parser.add_subparsers(dest="command"))
+    boot = parser._subparsers._group_actions[0].choices["boot"]
+    argv: list[str] = []
+    for action in boot._actions:
+        if not action.option_strings or action.dest in NOT_INPUTS:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default or value is None:
+            continue
+        opt = action.option_strings[-1]
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            argv.append(opt)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                argv += [opt, str(item)]
+        elif isinstance(value, (list, tuple)):
+            argv += [opt, *map(str, value)]
+        else:
+            argv += [opt, str(value)]
     return argv + list(args.extra)
 
 
