@@ -190,7 +190,8 @@ class BootRun:
 
 def boot_traced(image: str | Path, args: Sequence[str] = (), *, kinds: Iterable[str] = ("call",),
                 mem_mib: int | None = None, seed: int = 0, max_insns: int = 50_000_000,
-                abi: str | None = None, keep_guest: bool = False):
+                abi: str | None = None, keep_guest: bool = False,
+                options: Mapping[str, Any] | None = None):
     """Boot ``image`` (a path or a bundled example name) alone, with a trace.
 
     Returns a ``BootRun``; with ``keep_guest`` a ``(BootRun, guest)`` pair
@@ -208,7 +209,8 @@ def boot_traced(image: str | Path, args: Sequence[str] = (), *, kinds: Iterable[
     which = abi or img.abi
     if mem_mib is None:
         mem_mib = {"pico": 64, "hvt": 512, "spt": 2}.get(which, 64)
-    config = BootConfig(mem_bytes=mem_mib << 20, args=(img.name, *args), seed=seed)
+    config = BootConfig(mem_bytes=mem_mib << 20, args=(img.name, *args), seed=seed,
+                        options=dict(options or {}))
     out = bytearray()
     guest = Guest(img, config, abi=abi, tracer=tracer, on_console=out.extend, max_insns=max_insns)
     try:
