@@ -171,12 +171,6 @@ class VCPU:
         w(X.UC_X86_REG_RSP, rsp)
         w(X.UC_X86_REG_RIP, rip)
 
-    def set_exits(self, addresses: list[int]) -> None:
-        """Addresses where emulation stops exactly (after each port-I/O insn)."""
-        if addresses:
-            self.uc.ctl_exits_enabled(True)
-            self.uc.ctl_set_exits(sorted(set(addresses)))
-
     # -- registers --------------------------------------------------------
     def reg(self, reg_id: int) -> int:
         return self.uc.reg_read(reg_id)
@@ -249,6 +243,11 @@ class VCPU:
             fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
             return Exit(ExitKind.FAULT, retired, rip, fault=fault)
         if self._stop_trap is not None:
+            # A handler that moved RIP past its trap instruction (exact
+            # stops after `out`) left the rest of the block unexecuted.
+            block = self.counter.last_block
+            if self._inside_block(block, rip):
+                retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
             return Exit(ExitKind.TRAP, retired, rip, trap=self._stop_trap)
         if self._just_halted(rip):
             return Exit(ExitKind.HALT, retired, rip)
