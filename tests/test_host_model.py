@@ -323,18 +323,13 @@ def test_metrics_csv_and_dataframe():
 
 
 def test_real_emulated_guest_end_to_end():
-    import os
-    path = "sim/examples/prebuilt/compute.elf"
-    if not os.path.exists(path):
-        pytest.skip("no prebuilt compute.elf")
-    from sim.experiments.runner import open_emulated
+    # More in tests/test_host_emulated.py.
+    from sim.host.emulated import open_guest
     h = Host(cores=1)
-    try:
-        g = open_emulated(path, "compute", {}, h.env)
-    except Exception as e:  # the guest layer is being written in parallel
-        pytest.skip(f"sim.guest not usable yet: {type(e).__name__}: {e}")
+    g = open_guest("compute", h, name="compute")
     t = spawn_emulated(h, g, boot=False)
-    spawn_model(h, "hog", "hog", boot=False)
+    hog = spawn_model(h, "hog", "hog", boot=False)
     h.run(2 * S)
     h.close()
-    assert t.cpu_ns > 0
+    assert t.stopped is not None and t.stopped.status == 0
+    assert t.cpu_ns > 0.5 * MS and hog.cpu_ns > 1.9 * S
