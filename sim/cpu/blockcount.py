@@ -241,9 +241,13 @@ class InstructionCounter:
     'python'. See the module docstring for the exact semantics.
     """
 
-    def __init__(self, uc: unicorn.Uc, *, prefer_native: bool = True):
+    def __init__(self, uc: unicorn.Uc, *, prefer_native: bool = True, cut_blocks: bool = True):
+        # cut_blocks=False: the caller promises no exit or `until` address
+        # inside code, so no block is ever cut and reads skip the correction.
+        self._cut_blocks = cut_blocks
         self._uc = uc
         self._st = None
+        self._c = None
         self._hook = None
         self._md = _disassembler()
         self._real: dict[tuple[int, int], int] = {}  # (addr, size) -> capstone count
@@ -271,6 +275,7 @@ class InstructionCounter:
                 raise MemoryError("cannot create the native instruction counter")
             self._lib = lib
             self._st = st
+            self._c = st.contents  # one view of the shared struct, read on every trap
             self.kind = "native"
         else:
             self._sizes: dict[int, tuple[int, int]] = {}  # addr -> (bytes, icount)
@@ -317,9 +322,10 @@ class InstructionCounter:
 
     def _head(self) -> tuple[int, int, int, int, bool]:
         """(retired, last_block, last_icount, last_size, budget_hit) raw."""
-        if self._st is not None:
-            self._check()
-            c = self._st.contents
+        c = self._c
+        if c is not None:
+            if c.error:
+                self._check()
             return c.retired, c.last_block, c.last_icount, c.last_size, bool(c.budget_hit)
         return (
             self._retired,
@@ -355,6 +361,9 @@ class InstructionCounter:
     @property
     def retired(self) -> int:
         """Instructions in blocks entered during this slice."""
+        c = self._c
+        if c is not None and not self._cut_blocks and not c.error:
+            return c.retired  # the hot path: read on every call that tells time
         retired, block, icount, size, _ = self._head()
         return retired - self._cut_fix(block, size, icount)
 
@@ -367,6 +376,8 @@ class InstructionCounter:
     def last_icount(self) -> int:
         """Instructions of last_block that are in its bytes (0 if none yet)."""
         _, block, icount, size, _ = self._head()
+        if not self._cut_blocks:
+            return icount
         return icount - self._cut_fix(block, size, icount)
 
     @property
@@ -408,6 +419,7 @@ class InstructionCounter:
                 self._budget_hit,
             ) = self._head()
             self._sizes = {}
+            self._c = None
             self._lib.bc_free(self._st)
             self._st = None
         elif self._hook is not None:

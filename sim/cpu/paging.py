@@ -45,6 +45,13 @@ class PageTableBuilder:
         self.nx_enabled = nx_enabled
         mem.write(pml4, bytes(PAGE))
 
+    def save(self) -> int:
+        """The table allocator's state (the tables themselves are guest memory)."""
+        return self._next
+
+    def restore(self, next_table: int) -> None:
+        self._next = next_table
+
     def _alloc_table(self) -> int:
         if self._next + PAGE > self._limit:
             raise MemoryError("page-table area exhausted")

@@ -37,6 +37,7 @@ from unicorn.unicorn_py3.unicorn import uccallback
 from sim.cpu import excstate
 from sim.cpu.blockcount import InstructionCounter, retired_before
 from sim.cpu.memory import GuestMemory, GuestMemoryError
+from sim.cpu.rawregs import GPRS, RawRegisters
 
 # DESIGN.md: each Uc reserves a 1 GiB translation buffer unless told; 8 MiB served.
 TCG_BUFFER_BYTES = 8 << 20
@@ -57,9 +58,6 @@ VECTOR_MEANING = {
 # Vectors that push an error code on the handler's stack.
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 TRAP_VECTORS = frozenset({1, 3, 4})  # RIP already points past the instruction
-
-SYSCALL_ARG_REGS = (X.UC_X86_REG_RAX, X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
-                    X.UC_X86_REG_R10, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
 
 _thp_disabled = False
 
@@ -85,13 +83,33 @@ class ExitKind(StrEnum):
     DEBUG = "debug"      # a debugger hook stopped before the instruction at rip
 
 
-@dataclass(frozen=True, slots=True)
 class Trap:
-    kind: str            # syscall | out | in
-    rip: int             # address of the trapping instruction
-    port: int = 0
-    size: int = 0
-    value: int = 0
+    """A trap offered to the handler inside the emulator hook.
+
+    ``rip`` (the trapping instruction) is read on first use: most calls never
+    need it, and a register read is a measurable part of a call's cost. It
+    is only valid while the handler runs.
+    """
+
+    __slots__ = ("kind", "port", "size", "value", "_rip", "_vcpu")
+
+    def __init__(self, kind: str, rip: int | None = None, port: int = 0, size: int = 0,
+                 value: int = 0, *, vcpu: "VCPU | None" = None):
+        self.kind = kind  # syscall | out | in
+        self.port = port
+        self.size = size
+        self.value = value
+        self._rip = rip
+        self._vcpu = vcpu
+
+    @property
+    def rip(self) -> int:
+        if self._rip is None:
+            self._rip = self._vcpu.rip if self._vcpu is not None else 0
+        return self._rip
+
+    def __repr__(self) -> str:
+        return f"Trap({self.kind!r}, rip={self.rip:#x}, port={self.port:#x})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +140,10 @@ class VCPU:
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)
         self.mem = GuestMemory(self.uc, mem_size)
-        self.counter = InstructionCounter(self.uc, prefer_native=prefer_native)
+        # No exit addresses, and `until` is the never-mapped NULL page: no
+        # block is ever cut short, so the counter can skip that correction.
+        self.counter = InstructionCounter(self.uc, prefer_native=prefer_native, cut_blocks=False)
+        self.raw = RawRegisters(self.uc)
         self.trap_handler: Callable[[Trap], bool] = _no_trap_handler
         self.tsc: Callable[[int], int] = lambda retired: retired
         self._stop_trap: Trap | None = None
@@ -173,18 +194,23 @@ class VCPU:
 
     # -- registers --------------------------------------------------------
     def reg(self, reg_id: int) -> int:
+        if reg_id in GPRS:
+            return self.raw.read(reg_id)
         return self.uc.reg_read(reg_id)
 
     def set_reg(self, reg_id: int, value: int) -> None:
-        self.uc.reg_write(reg_id, value)
+        if reg_id in GPRS:
+            self.raw.write(reg_id, value)
+        else:
+            self.uc.reg_write(reg_id, value)
 
     @property
     def rip(self) -> int:
-        return self.uc.reg_read(X.UC_X86_REG_RIP)
+        return self.raw.read(X.UC_X86_REG_RIP)
 
-    def syscall_args(self) -> tuple[int, ...]:
+    def syscall_args(self) -> list[int]:
         """(nr, a0..a5) in the syscall convention: rax; rdi rsi rdx r10 r8 r9."""
-        return self.uc.reg_read_batch(SYSCALL_ARG_REGS)
+        return self.raw.syscall_args()
 
     # -- hooks ------------------------------------------------------------
     def _trap(self, trap: Trap) -> None:
@@ -194,13 +220,13 @@ class VCPU:
 
     def _on_syscall(self, uc: Uc, _key: int) -> None:
         # RIP inside the hook is the syscall instruction itself (2 bytes).
-        self._trap(Trap("syscall", uc.reg_read(X.UC_X86_REG_RIP)))
+        self._trap(Trap("syscall", vcpu=self))
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:
-        self._trap(Trap("out", uc.reg_read(X.UC_X86_REG_RIP), port, size, value))
+        self._trap(Trap("out", self.raw.read(X.UC_X86_REG_RIP), port, size, value))
 
     def _on_in(self, uc: Uc, port: int, size: int, _key: int) -> int:
-        self._trap(Trap("in", uc.reg_read(X.UC_X86_REG_RIP), port, size))
+        self._trap(Trap("in", self.raw.read(X.UC_X86_REG_RIP), port, size))
         return 0xFFFF_FFFF
 
     def _on_interrupt(self, uc: Uc, intno: int, _key: int) -> None:

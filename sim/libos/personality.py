@@ -29,6 +29,10 @@ class BootError(Exception):
     """The image cannot run with this configuration (one sentence)."""
 
 
+class StateNotSaveable(Exception):
+    """A personality cannot write down its state right now (one sentence)."""
+
+
 @dataclass
 class BootConfig:
     mem_bytes: int = 64 << 20
@@ -109,6 +113,8 @@ class Personality:
         return GuestExit(FAULT_STATUS.get(fault.vector, 139), f"fault: {text}")
 
     def trace_call(self, served: Served) -> None:
+        if not self.s.tracer.kinds:
+            return
         if served.call is None:
             self.s.emit("call", "unknown", args=served.args, result=_show(served.result))
             return

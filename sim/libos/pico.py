@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections import Counter
 import struct
 from typing import Any
 
@@ -40,7 +41,7 @@ from sim.libos.dispatch import (
     Switch,
 )
 from sim.libos.monitor import Monitor, PolicyError, find_policy
-from sim.libos.personality import BootError, Personality
+from sim.libos.personality import BootError, Personality, StateNotSaveable
 from sim.libos.pico_abi import (
     BOOT_INFO,
     KIND_PIPE,
@@ -87,6 +88,13 @@ class Regions:
         self._starts: list[int] = []
         self._spans: list[tuple[int, int, bool]] = []
 
+    def save(self) -> list[list]:
+        return [list(span) for span in self._spans]
+
+    def restore(self, spans: list[list]) -> None:
+        self._spans = [(a, b, bool(w)) for a, b, w in spans]
+        self._starts = [a for a, _b, _w in self._spans]
+
     def add(self, start: int, end: int, writable: bool) -> None:
         i = bisect.bisect(self._starts, start)
         self._starts.insert(i, start)
@@ -127,35 +135,6 @@ class Regions:
 DEADLOCK_STATUS = 126  # every thread waits and nothing can ever wake one
 OPEN_FLAGS = OPEN_READ | OPEN_WRITE | OPEN_CREATE | OPEN_TRUNCATE | OPEN_APPEND | OPEN_NONBLOCK
 MAX_WAIT_HANDLES = 64
-
-
-class _FastArgs:
-    """rax, rdi, rsi, rdx, r10, r8, r9 in one raw library call.
-
-    The binding's reg_read_batch builds Python objects per register (tens of
-    microseconds per trap); one ``uc_reg_read_batch`` into preallocated
-    ctypes arrays costs about a microsecond."""
-
-    REGS = (X.UC_X86_REG_RAX, X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
-            X.UC_X86_REG_R10, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
-
-    def __init__(self, uc) -> None:
-        import ctypes
-
-        from unicorn.unicorn_py3.unicorn import uclib
-
-        n = len(self.REGS)
-        self._vals = (ctypes.c_uint64 * n)()
-        self._ids = (ctypes.c_int32 * n)(*self.REGS)
-        self._ptrs = (ctypes.c_void_p * n)(*(ctypes.addressof(self._vals) + 8 * i for i in range(n)))
-        self._call = uclib.uc_reg_read_batch
-        self._uch = uc._uch
-        self._n = n
-
-    def __call__(self) -> tuple[int, ...]:
-        if self._call(self._uch, self._ids, self._ptrs, self._n) != 0:
-            raise RuntimeError("uc_reg_read_batch failed")
-        return tuple(self._vals)
 
 
 class PicoPersonality(Personality):
@@ -208,10 +187,7 @@ class PicoPersonality(Personality):
         s.vcpu.set_reg(X.UC_X86_REG_RDI, BOOT_INFO_ADDR)
         self.cmdline = " ".join(s.config.args).encode() + b"\0"
         uc = s.vcpu.uc
-        try:
-            self._args = _FastArgs(uc)
-        except (ImportError, AttributeError):  # another binding layout: the slow, safe way
-            self._args = s.vcpu.syscall_args
+        self._args = s.vcpu.syscall_args
         self.vm = VirtualMemory(boot_end, heap_end, self.policy.memory, tables, self.regions,
                                 zero=lambda a, n: s.mem.write(a, bytes(n)),
                                 flush=self._flush)
@@ -270,6 +246,47 @@ class PicoPersonality(Personality):
             served = Served(served.call, Block(served.result.deadline, reason=served.result.reason),
                             served.args, served.denied)
         super().trace_call(served)
+
+    # -- snapshots ---------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Memory map, allocator, console handles, counters; one thread only."""
+        from sim.libos.pico_streams import ConsoleStream
+
+        if self.sched.alive != 1 or self.sched.current.tid != 1:
+            raise StateNotSaveable("the pico guest runs several threads: snapshots need "
+                                   "a single thread")
+        if any(self._futex.values()):
+            raise StateNotSaveable("the pico guest has futex waiters: cannot snapshot it now")
+        handles = {}
+        for h, obj in self.handles.items():
+            if not isinstance(obj, ConsoleStream):
+                raise StateNotSaveable(f"the pico guest has handle {h} open on a "
+                                       f"{type(obj).__name__}: only console handles can be saved")
+            handles[str(h)] = obj.flags
+        return {
+            "regions": self.regions.save(),
+            "vm": self.vm.save(),
+            "tables_next": self.tables.save(),
+            "handles": handles,
+            "next_handle": self._next_handle,
+            "next_tid": self.sched.next_tid,
+            "switches": self.sched.switches,
+            "monitor": {"used": dict(self.monitor.used), "denied": dict(self.monitor.denied)},
+        }
+
+    def restore_state(self, st: dict) -> None:
+        from sim.libos.pico_streams import ConsoleStream
+
+        self.regions.restore(st["regions"])
+        self.vm.restore(st["vm"])
+        self.tables.restore(st["tables_next"])
+        self.handles = {int(h): ConsoleStream(self.s.console, flags)
+                        for h, flags in st["handles"].items()}
+        self._next_handle = st["next_handle"]
+        self.sched.next_tid = st["next_tid"]
+        self.sched.switches = st["switches"]
+        self.monitor.used = Counter(st["monitor"]["used"])
+        self.monitor.denied = Counter(st["monitor"]["denied"])
 
     # -- scheduling (called by Guest.step, outside the emulator) ---------------
     def switch(self, rotate: bool = True) -> Block | GuestExit | None:

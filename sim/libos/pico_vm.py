@@ -38,6 +38,15 @@ class VirtualMemory:
         self._starts: list[int] = []
         self._ends: list[int] = []
 
+    # -- snapshots --------------------------------------------------------
+    def save(self) -> dict:
+        return {"used": self.used, "starts": list(self._starts), "ends": list(self._ends)}
+
+    def restore(self, state: dict) -> None:
+        self.used = state["used"]
+        self._starts = list(state["starts"])
+        self._ends = list(state["ends"])
+
     # -- queries ----------------------------------------------------------
     def _find_gap(self, size: int) -> int | None:
         prev = self.start
