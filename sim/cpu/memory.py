@@ -8,9 +8,14 @@ result or a contained guest stop, never a host crash.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 
 from unicorn import UC_PROT_ALL, Uc, UcError
+
+from sim.cpu.rawregs import mem_read as _raw_mem_read
+
+SMALL_READ = 4096  # reads up to this size skip the binding's per-call buffer
 
 
 class GuestMemoryError(Exception):
@@ -30,6 +35,9 @@ class GuestMemory:
         self.uc = uc
         self.size = size
         uc.mem_map(0, size, UC_PROT_ALL)
+        self._uch = ctypes.c_void_p(uc._uch.value)
+        self._buf = ctypes.create_string_buffer(SMALL_READ)
+        self._buf_addr = ctypes.addressof(self._buf)
 
     def check(self, addr: int, size: int) -> None:
         if size < 0 or addr < 0:
@@ -41,6 +49,12 @@ class GuestMemory:
         self.check(addr, size)
         if size == 0:
             return b""
+        if size <= SMALL_READ:  # the hypercall-struct path: one reused buffer
+            status = _raw_mem_read(self._uch, ctypes.c_uint64(addr), self._buf,
+                                   ctypes.c_size_t(size))
+            if status:
+                raise GuestMemoryError(addr, size, f"could not be read (error {status})")
+            return ctypes.string_at(self._buf_addr, size)
         return bytes(self.uc.mem_read(addr, size))
 
     def write(self, addr: int, data: bytes) -> None:

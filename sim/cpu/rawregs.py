@@ -32,7 +32,8 @@ _lib = ctypes.CDLL(uclib._name)
 _read = _lib.uc_reg_read
 _write = _lib.uc_reg_write
 _batch = _lib.uc_reg_read_batch
-for _fn in (_read, _write, _batch):
+mem_read = _lib.uc_mem_read
+for _fn in (_read, _write, _batch, mem_read):
     _fn.restype = ctypes.c_int
 _REG_IDS = {reg: ctypes.c_int(reg) for reg in GPRS}
 

@@ -223,10 +223,10 @@ class VCPU:
         self._trap(Trap("syscall", vcpu=self))
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:
-        self._trap(Trap("out", self.raw.read(X.UC_X86_REG_RIP), port, size, value))
+        self._trap(Trap("out", None, port, size, value, vcpu=self))
 
     def _on_in(self, uc: Uc, port: int, size: int, _key: int) -> int:
-        self._trap(Trap("in", self.raw.read(X.UC_X86_REG_RIP), port, size))
+        self._trap(Trap("in", None, port, size, vcpu=self))
         return 0xFFFF_FFFF
 
     def _on_interrupt(self, uc: Uc, intno: int, _key: int) -> None:
