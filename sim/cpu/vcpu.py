@@ -220,7 +220,11 @@ class VCPU:
 
     def _on_syscall(self, uc: Uc, _key: int) -> None:
         # RIP inside the hook is the syscall instruction itself (2 bytes).
-        self._trap(Trap("syscall", vcpu=self))
+        # The hottest path of all: no attribute chase, no new objects.
+        trap = Trap("syscall", vcpu=self)
+        if self.trap_handler(trap):
+            self._stop_trap = trap
+            uc.emu_stop()
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:
         self._trap(Trap("out", None, port, size, value, vcpu=self))

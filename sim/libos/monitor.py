@@ -150,6 +150,10 @@ class Monitor:
         self.denied: Counter[str] = Counter()
         self._allowed = {c.name: policy.allows_call(c) for c in abi.calls}
 
+    def admits_always(self, call: Call) -> bool:
+        """Allowed whatever the arguments (no URI to match): may skip admit."""
+        return self._allowed.get(call.name, False) and not any(a.text for a in call.args)
+
     def admit(self, call: Call, kwargs: dict[str, Any]) -> str | None:
         if not self._allowed.get(call.name, False):
             self.denied[call.name] += 1

@@ -207,6 +207,9 @@ class PicoPersonality(Personality):
         handlers = {k: v for k, v in handlers.items() if k in self.abi.by_name}
         self.dispatcher = Dispatcher(self.abi, handlers, s.mem, policy=self.regions,
                                      admit=self.monitor.admit)
+        self._fast = self._fast_calls(handlers)
+        raw = s.vcpu.raw
+        self._rax = lambda value: raw.write(X.UC_X86_REG_RAX, value)
 
     def _flush(self, code: bool) -> None:
         uc = self.s.vcpu.uc
@@ -215,23 +218,50 @@ class PicoPersonality(Personality):
             uc.ctl_flush_tb()
 
     # -- traps ---------------------------------------------------------------
+    def _fast_calls(self, handlers: dict[str, Any]) -> dict[int, tuple]:
+        """Calls served without the general decoder: plain 64-bit arguments,
+        never blocking, allowed by the manifest whatever their arguments.
+        Only used when nothing traces calls (the general path emits events)."""
+        if self.s.tracer.kinds:
+            return {}
+        return {
+            c.nr: (c.name, handlers[c.name], tuple(a.name for a in c.args),
+                   self.abi.cost_classes[c.cost])
+            for c in self.abi.calls
+            if not c.blocking and all(a.ctype == "u64" for a in c.args)
+            and self.monitor.admits_always(c)
+        }
+
     def on_trap(self, trap: Trap) -> bool:
-        vcpu = self.s.vcpu
         if trap.kind != "syscall":
             self.pending = GuestExit(139, f"fault: port I/O ({trap.kind} port {trap.port:#x}) "
                                           "is not part of the pico ABI")
             return True
+        nr, *args = self._args()
+        fast = self._fast.get(nr)
+        if fast is not None:
+            name, handler, names, cost = fast
+            result = handler(**dict(zip(names, args))) if names else handler()
+            self.monitor.used[name] += 1
+            self.s.cost_ns += cost
+            if type(result) is int:
+                self._rax(result)
+                return False
+            return self._after(result)
         if self.s.env is not None and self.host.env is None:
             self.host.env = self.s.env  # run_alone sets the environment after boot
-        nr, *args = self._args()
         served = self.dispatcher.serve(nr, tuple(args))
         if served.call is not None:
             self.s.charge(self.abi.cost_classes[served.call.cost])
         self.trace_call(served)
         result = served.result
         if isinstance(result, int):
-            vcpu.set_reg(X.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
+            self._rax(result)
             return False
+        return self._after(result)
+
+    def _after(self, result: Any) -> bool:
+        """A result that is not a plain value: wait, switch threads or exit."""
         if isinstance(result, Block):  # a variant ABI's handler may still block this way
             result = Wait(result.reason, deadline=result.until_ns, timeout_result=0,
                           poll=(lambda b=result: b.resume() if self.s.now() >= (b.until_ns or 0) else None))
