@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import simpy
 
 from sim.host.density import count_shared_pages, fit_count
-from sim.host.emulated import EmulatedGuestProcess, record_emulated, spawn_emulated
+from sim.host.emulated import record_emulated, spawn_emulated
 from sim.host.machine import Host
 from sim.host.metrics import collect, rows_to_csv, to_json
 from sim.host.profiles import PROFILES, get_profile

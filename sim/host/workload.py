@@ -32,7 +32,6 @@ Profile files (``sim profile image.elf -o app.profile``) are JSON::
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator
 import simpy
 
 from sim.host.machine import BLOCKED, EXITED, PREEMPT, RUNNABLE, Host, Kill, Task
-from sim.host.units import MS, US
+from sim.host.units import US
 
 RUN, CALL, IO, WAIT, UNTIL, RUN_UNTIL, REQ = range(7)
 FOREVER = 1 << 62
@@ -340,7 +339,7 @@ class GuestProcess:
         yield
 
     def _main(self):
-        host, t, env = self.host, self.task, self.host.env
+        t, env = self.task, self.host.env
         try:
             if self.start_ns > env.now:
                 yield env.timeout(self.start_ns - env.now)
@@ -386,7 +385,7 @@ class GuestProcess:
 
     def _cpu(self, ns: int, deadline: int | None = None):
         """Generator: do ``ns`` of work (or work until ``deadline``)."""
-        host, t, env = self.host, self.task, self.host.env
+        t, env = self.task, self.host.env
         while True:
             if deadline is not None:
                 ns = deadline - env.now
@@ -445,7 +444,7 @@ class ModelledGuestProcess(GuestProcess):
         super().__init__(host, task, **kw)
 
     def body(self):
-        host, t, env = self.host, self.task, self.host.env
+        t, env = self.task, self.host.env
         ctx = WorkloadContext(lambda: env.now, self.crossing_ns, self.io_ns)
         cross, io_ns = self.crossing_ns, self.io_ns
         pending_arrival = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 
 from sim.host.schedulers.base import Param, PerCoreScheduler, register
-from sim.host.units import MS, US
+from sim.host.units import MS
 
 BOOST, UNDER, OVER = 2, 1, 0
 
