@@ -339,7 +339,7 @@ class GuestProcess:
         yield
 
     def _main(self):
-        t, env = self.task, self.host.env
+        host, t, env = self.host, self.task, self.host.env
         try:
             if self.start_ns > env.now:
                 yield env.timeout(self.start_ns - env.now)
@@ -385,7 +385,7 @@ class GuestProcess:
 
     def _cpu(self, ns: int, deadline: int | None = None):
         """Generator: do ``ns`` of work (or work until ``deadline``)."""
-        t, env = self.task, self.host.env
+        host, t, env = self.host, self.task, self.host.env
         while True:
             if deadline is not None:
                 ns = deadline - env.now
