@@ -26,7 +26,6 @@ from sim.trace import NULL_TRACER, Event, Tracer
 
 DEFAULT_MAX_INSNS = 2_000_000_000
 DEFAULT_SLICE = 1_000_000
-HALT_STATUS = 125
 
 
 @dataclass(frozen=True)
@@ -142,8 +141,9 @@ class Guest:
                 return self._stop(Stopped(outcome.status, outcome.reason, True), busy, crossings)
             return Step(retired, busy, crossings)
         if result.kind is ExitKind.HALT:
-            return self._stop(Stopped(HALT_STATUS, "halted: hlt with interrupts off, nothing "
-                                                   "can wake the guest"), busy, crossings)
+            halted = self.personality.on_halt()
+            return self._stop(Stopped(halted.status, halted.reason,
+                                      halted.reason.startswith("fault")), busy, crossings)
         if self.retired >= self.max_insns:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), busy, crossings)
         if result.kind is ExitKind.DEBUG:  # a debugger stop is not the end of a slice

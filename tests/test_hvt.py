@@ -101,6 +101,12 @@ def test_faults_go_through_the_guest_idt(img, kind, cr2):
     assert "FAILURE" not in out
 
 
+def test_hlt_with_interrupts_off_stops_the_vm_for_good(img):
+    status, _out, err = boot(img("fault"), "--", "hlt", quiet=False)
+    assert status == 125
+    assert "hlt with interrupts off" in err and "Traceback" not in err
+
+
 # -- block ---------------------------------------------------------------------
 def _pattern_ok(data: bytes, block_size: int = 512) -> bool:
     for b in range(len(data) // block_size):

@@ -53,6 +53,12 @@ def test_memory_faults_exit_139(img, kind):
     assert "FAILURE" not in out and "page fault" in err and "Traceback" not in err
 
 
+def test_hlt_is_privileged_in_a_process(img):
+    status, _out, err = boot(img("fault"), "--", "hlt", quiet=False)
+    assert status == 139
+    assert "privileged" in err and "Traceback" not in err
+
+
 def test_block_write_read_verify_and_fault(img, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(4 << 20))

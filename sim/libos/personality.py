@@ -23,6 +23,7 @@ from sim.trace import NULL_TRACER, Event, Tracer
 # (SIGSEGV 11, SIGFPE 8, SIGILL 4, SIGTRAP 5), so scripts can tell them apart.
 FAULT_STATUS = {14: 139, 13: 139, 12: 139, 0: 136, 19: 136, 6: 132, 3: 133}
 BUDGET_STATUS = 124  # like timeout(1): the run was cut short
+HALT_STATUS = 125  # hlt with interrupts off: nothing can ever wake the guest
 
 
 class BootError(Exception):
@@ -103,6 +104,11 @@ class Personality:
             self.s.emit("fault", fault.name, rip=fault.rip, delivered=True)
             return None
         return self.fault_exit(fault, reason)
+
+    def on_halt(self) -> GuestExit:
+        """The guest executed hlt with interrupts off (a VM that hangs for good)."""
+        return GuestExit(HALT_STATUS, "halted: hlt with interrupts off, nothing can wake "
+                                      "the guest")
 
     def fault_exit(self, fault: Fault, why: str) -> GuestExit:
         where = self.s.image.symbolize(fault.rip)

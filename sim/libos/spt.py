@@ -341,6 +341,10 @@ class SptPersonality(NetMixin, Personality):
         # A process has no IDT of its own: the kernel turns faults into signals.
         return self.fault_exit(fault, "the process is killed by a signal")
 
+    def on_halt(self) -> GuestExit:
+        # hlt is privileged: in a process it is a #GP, which Linux delivers as SIGSEGV.
+        return GuestExit(139, "fault: hlt is a privileged instruction in a process (SIGSEGV)")
+
     def surface_summary(self) -> str:
         used = [f"{name} x{n}" for name, n in self.calls.items() if n]
         return "syscalls: " + (", ".join(used) if used else "none")

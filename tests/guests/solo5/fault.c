@@ -1,5 +1,6 @@
-/* fault: argument null | beyond | fs: a NULL read, a read of a page beyond
- * guest memory, an FS-relative read with no TLS base (FS base 0). */
+/* fault: argument null | beyond | fs | hlt: a NULL read, a read of a page
+ * beyond guest memory, an FS-relative read with no TLS base (FS base 0), or
+ * hlt with interrupts off (privileged in a process). */
 #include <picosim.h>
 
 int main(int argc, char **argv)
@@ -13,6 +14,8 @@ int main(int argc, char **argv)
         v = *(volatile uint64_t *)0xF0000000ull;
     else if (strcmp(what, "fs") == 0)
         __asm__ volatile("movq %%fs:0x28, %0" : "=r"(v));
+    else if (strcmp(what, "hlt") == 0)
+        __asm__ volatile("cli; hlt");
     printf("read %u: no fault\nFAILURE\n", (unsigned)v);
     return 1;
 }
