@@ -19,7 +19,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sim.libos.personality import BootError
 from sim.libos.solo5 import options_of, parse_mac, parse_sector_size
@@ -28,7 +28,15 @@ _DEVICE_OPT = re.compile(r"^--(block|block-sector-size|net|net-mac):([^=]*)(?:=(
 PEER_IP = "10.0.0.1"
 
 
-def _ping_spec(text: str) -> tuple[str, int]:
+class PingSpec(NamedTuple):
+    ip: str
+    count: int
+
+    def __str__(self) -> str:  # the option's own spelling, for records of a run
+        return f"{self.ip}:{self.count}"
+
+
+def _ping_spec(text: str) -> PingSpec:
     ip, sep, count = text.rpartition(":")
     try:
         n = int(count)
@@ -37,7 +45,7 @@ def _ping_spec(text: str) -> tuple[str, int]:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not IP:COUNT (e.g. 10.0.0.2:1000)") from None
-    return ip, n
+    return PingSpec(ip, n)
 
 
 def add_boot_options(parser: argparse.ArgumentParser) -> None:

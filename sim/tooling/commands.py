@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Repeat a recorded run from its record alone and check "
                                         "that it ends the same way.")
     replay.add_argument("record", help="record file")
+    replay.add_argument("--pcap", metavar="FILE",
+                        help="write the frames crossing the virtual switch as pcap")
     _output_options(replay)
     replay.set_defaults(func=replay_command)
 
@@ -103,7 +105,7 @@ def replay_command(args: argparse.Namespace) -> int:
         boot_args, extra = parser.parse_known_args(["boot", image, *doc["boot"]])
         boot_args.passthrough = list(doc["guest_args"])
         boot_args.extra = extra
-        for key in ("trace", "trace_format", "trace_out", "quiet", "timeline", "gdb"):
+        for key in ("trace", "trace_format", "trace_out", "quiet", "timeline", "gdb", "pcap"):
             setattr(boot_args, key, getattr(args, key))
         boot_args.replay = doc
         return boot_command(boot_args)

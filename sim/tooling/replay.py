@@ -2,8 +2,11 @@
 
 A run is a pure function of its inputs: the image, the boot options (memory,
 seed, clock, slice, ABI, device options), the guest's command line and what
-enters from outside through devices (block device contents; network frames
-come from simulated peers, which the seed already fixes). ``--record FILE``
+enters from outside through devices. Block device contents are recorded.
+Network frames come from the built-in peers, which are part of the
+simulation: the recorded options (`--ping`, links, loss) and seed make them
+send the same frames at the same simulated times again, which the tests
+check frame by frame against a pcap of each run. ``--record FILE``
 writes all of them, with the image itself and the content of file-backed
 block devices as they were when the run started, plus the run's outcome
 (status, simulated end time, instructions). ``sim replay FILE`` rebuilds the
@@ -37,7 +40,7 @@ class ReplayError(ToolingError):
 
 # Options that shape only the output of a run, or the tooling itself.
 NOT_INPUTS = frozenset({"trace", "trace_format", "trace_out", "quiet", "timeline", "gdb",
-                        "record", "snapshot_at", "snapshot_out", "help"})
+                        "record", "snapshot_at", "snapshot_out", "help", "pcap"})
 
 
 def _boot_argv(args: Any, config: Any) -> list[str]:
@@ -66,7 +69,8 @@ def _boot_argv(args: Any, config: Any) -> list[str]:
         elif isinstance(action, argparse._AppendAction):
             for item in value:
                 argv += [opt, str(item)]
-        elif isinstance(value, (list, tuple)):
+        elif isinstance(value, (list, tuple)) and (action.nargs in ("*", "+")
+                                                   or isinstance(action.nargs, int)):
             argv += [opt, *map(str, value)]
         else:
             argv += [opt, str(value)]
