@@ -168,8 +168,9 @@ class VCPU:
         @uccallback(self.uc, HOOK_INSN_CPUID_CFUNC)
         def on_rdtsc(uc: Uc, _key: int) -> int:
             value = self.tsc(self.counter.retired)
-            uc.reg_write(X.UC_X86_REG_RAX, value & 0xFFFF_FFFF)
-            uc.reg_write(X.UC_X86_REG_RDX, (value >> 32) & 0xFFFF_FFFF)
+            raw = self.raw
+            raw.write(X.UC_X86_REG_RAX, value & 0xFFFF_FFFF)
+            raw.write(X.UC_X86_REG_RDX, (value >> 32) & 0xFFFF_FFFF)
             return 1
 
         self.uc._Uc__do_hook_add(UC_HOOK_INSN, on_rdtsc, 1, 0, ctypes.c_int(X.UC_X86_INS_RDTSC))
