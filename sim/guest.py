@@ -10,6 +10,7 @@ whether it stopped. The single-guest runner (sim.boot) and the host model
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,7 +201,8 @@ class Guest:
                     where = image.symbolize(insn.address)
                     insns.append((insn.address, {
                         "where": f"{where[0]}+{where[1]:#x}" if where else f"{insn.address:#x}",
-                        "addr": insn.address, "bytes": insn.hex, "asm": insn.text}))
+                        "addr": insn.address, "bytes": insn.hex,
+                        "asm": _name_target(insn.text, image)}))
                 decoded[address] = insns
             self._pending_insns = insns
 
@@ -231,3 +233,18 @@ def _event_writer(sink: Any) -> Callable[..., None]:
         for i, (_addr, fields) in enumerate(insns):
             sink.write(Event(times[i], first + i, guest, "insn", "exec", fields))
     return write
+
+
+_DIRECT_BRANCH = re.compile(r"^(call|j[a-z]+) (0x[0-9a-f]+)$")
+
+
+def _name_target(asm: str, image: Image) -> str:
+    """`call 0x1018a0` -> `call 0x1018a0 <exit>`: branch targets by name."""
+    m = _DIRECT_BRANCH.match(asm)
+    if m is None:
+        return asm
+    where = image.symbolize(int(m.group(2), 16))
+    if where is None:
+        return asm
+    name, off = where
+    return f"{asm} <{name}+{off:#x}>" if off else f"{asm} <{name}>"
