@@ -26,7 +26,7 @@ from sim.guest import Guest
 from sim.image import Image
 from sim.libos.personality import BootConfig
 from sim.libos.solo5 import Solo5Options
-from sim.libos.solo5 import build_app as solo5_build
+from sim.sdk.solo5 import build_app as solo5_build
 from sim.sdk.build import build_app
 
 PUTS_C = """#include <picosim.h>

@@ -25,9 +25,9 @@ from sim.image import Image
 from sim.libos.personality import BootConfig
 
 BOOT_OPTION_MODULES: tuple[str, ...] = (
-    "sim.libos.solo5_options",
+    "sim.bootopts.solo5",
     "sim.tooling.options",
-    "sim.libos.pico_options",
+    "sim.bootopts.pico",
 )
 
 

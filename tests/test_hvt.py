@@ -37,7 +37,7 @@ def guest_dir(tmp_path_factory) -> Path:
 
 
 def guest_image(out_dir: Path, name: str, target: str) -> Path:
-    from sim.libos.solo5 import build_app
+    from sim.sdk.solo5 import build_app
 
     path = out_dir / f"{name}.{target}"
     if not path.exists():
@@ -180,7 +180,7 @@ def test_hypercalls_declared_once():
 
 def _raw_guest(tmp_path, body: str, target: str = "hvt") -> Path:
     """A guest whose main runs inline assembly ``body``."""
-    from sim.libos.solo5 import build_app
+    from sim.sdk.solo5 import build_app
 
     src = tmp_path / "raw.c"
     src.write_text("#include <picosim.h>\nint main(void){\n" + body + "\nreturn 0;}\n")

@@ -13,7 +13,7 @@ from test_hvt import cli, guest_image
 from sim.image import Image, ImageError
 from sim.libos.personality import BootConfig, BootError
 from sim.libos.solo5 import Solo5Options, manifest_from_specs
-from sim.libos.solo5_options import apply_boot_options
+from sim.bootopts.solo5 import apply_boot_options
 from sim.notes import NOTE_ABI, NOTE_MANIFEST
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
@@ -101,7 +101,7 @@ def _notes_span(data: bytes) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def fuzz_base(tmp_path_factory):
-    from sim.libos.solo5 import build_app
+    from sim.sdk.solo5 import build_app
 
     d = tmp_path_factory.mktemp("fuzz")
     src = d / "f.c"

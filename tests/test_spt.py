@@ -99,7 +99,7 @@ def test_seccomp_kills_with_159(tmp_path, body, message):
 
 
 def test_block_io_must_be_one_block(tmp_path):
-    from sim.libos.solo5 import build_app
+    from sim.sdk.solo5 import build_app
 
     src = tmp_path / "two.c"
     src.write_text('#include <picosim.h>\n#include "solo5_dev.h"\nstatic char b[1024];\n'

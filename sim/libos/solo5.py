@@ -8,8 +8,8 @@ capacity and block size, MAC and MTU, host fd). Both personalities then look
 devices up by manifest index, which is also the guest's handle.
 
 Also here: finding every port-I/O instruction of an image (for exact stops,
-see DESIGN.md on ``out`` hooks) and the assembler text of a manifest note for
-the SDK (``manifest_note_asm``).
+see docs/architecture.md on ``out`` stops). Building Solo5 images with a
+manifest is the SDK's: sim.sdk.solo5.
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ from sim.notes import (
     DEVICE_BLOCK,
     DEVICE_NET,
     DEVICE_TYPE_NAMES,
-    NOTE_MANIFEST,
-    SOLO5_OWNER,
     ManifestEntry,
     NoteError,
     Solo5Manifest,
-    build_note,
 )
 
 # Return codes of every Solo5 call (solo5_result_t).
@@ -248,31 +245,3 @@ def manifest_from_specs(specs: list[str] | tuple[str, ...]) -> Solo5Manifest:
     except NoteError as err:
         raise ValueError(str(err)) from None
     return manifest
-
-
-def manifest_note_asm(specs: list[str] | tuple[str, ...]) -> str:
-    """Assembler lines holding the manifest note (for the SDK's notes.S)."""
-    note = build_note(SOLO5_OWNER, NOTE_MANIFEST, manifest_from_specs(specs).to_bytes())
-    lines = [".byte " + ",".join(str(b) for b in note[i:i + 16]) for i in range(0, len(note), 16)]
-    return "\n".join(lines) + "\n"
-
-
-def build_app(sources: list[Any], output: Any, target: str = "hvt", *,
-              devices: list[str] | tuple[str, ...] = (), cflags: tuple[str, ...] = (),
-              **kwargs: Any) -> Any:
-    """sim.sdk.build.build_app for a Solo5 target, with a manifest of ``devices``.
-
-    The target's notes.S includes ``solo5_manifest.inc`` when the build puts
-    one on the include path, and declares no devices otherwise.
-    """
-    import tempfile
-    from pathlib import Path
-
-    from sim.sdk.build import build_app as sdk_build
-
-    with tempfile.TemporaryDirectory(prefix="picosim-mft-") as tmp:
-        extra: tuple[str, ...] = ()
-        if devices:
-            Path(tmp, "solo5_manifest.inc").write_text(manifest_note_asm(devices))
-            extra = ("-I", tmp)
-        return sdk_build(sources, output, target, cflags=(*extra, *cflags), **kwargs)

@@ -73,7 +73,7 @@ TARGETS: dict[str, Target] = {
         abi="sim.libos.pico_abi:PICO_ABI",
         doc="picosim's own picoprocess ABI (syscall instruction)",
     ),
-    # Solo5: the manifest note comes from sim.libos.solo5.build_app(devices=[...]).
+    # Solo5: the manifest note comes from sim.sdk.solo5.build_app(devices=[...]).
     **{name: Target(
         name,
         sources=(f"targets/{name}/crt0.S", f"targets/{name}/backend.c",
