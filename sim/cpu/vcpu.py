@@ -144,6 +144,7 @@ class VCPU:
         # block is ever cut short, so the counter can skip that correction.
         self.counter = InstructionCounter(self.uc, prefer_native=prefer_native, cut_blocks=False)
         self.raw = RawRegisters(self.uc)
+        self._syscall_trap = Trap("syscall", vcpu=self)
         self.trap_handler: Callable[[Trap], bool] = _no_trap_handler
         self.tsc: Callable[[int], int] = lambda retired: retired
         self._stop_trap: Trap | None = None
@@ -221,10 +222,12 @@ class VCPU:
 
     def _on_syscall(self, uc: Uc, _key: int) -> None:
         # RIP inside the hook is the syscall instruction itself (2 bytes).
-        # The hottest path of all: no attribute chase, no new objects.
-        trap = Trap("syscall", vcpu=self)
+        # The hottest path of all: one Trap per vCPU, reused (a handler that
+        # keeps it past the hook must copy what it needs).
+        trap = self._syscall_trap
+        trap._rip = None
         if self.trap_handler(trap):
-            self._stop_trap = trap
+            self._stop_trap = Trap("syscall", trap.rip)
             uc.emu_stop()
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:

@@ -188,6 +188,7 @@ class PicoPersonality(Personality):
         self.cmdline = " ".join(s.config.args).encode() + b"\0"
         uc = s.vcpu.uc
         self._args = s.vcpu.syscall_args
+        self._nr = lambda: s.vcpu.raw.read(X.UC_X86_REG_RAX)
         self.vm = VirtualMemory(boot_end, heap_end, self.policy.memory, tables, self.regions,
                                 zero=lambda a, n: s.mem.write(a, bytes(n)),
                                 flush=self._flush)
@@ -237,11 +238,14 @@ class PicoPersonality(Personality):
             self.pending = GuestExit(139, f"fault: port I/O ({trap.kind} port {trap.port:#x}) "
                                           "is not part of the pico ABI")
             return True
-        nr, *args = self._args()
+        nr = self._nr()
         fast = self._fast.get(nr)
         if fast is not None:
             name, handler, names, cost = fast
-            result = handler(**dict(zip(names, args))) if names else handler()
+            if names:
+                result = handler(**dict(zip(names, self._args()[1:])))
+            else:  # no arguments: the call number was all there was to read
+                result = handler()
             self.monitor.used[name] += 1
             self.s.cost_ns += cost
             if type(result) is int:
@@ -250,7 +254,7 @@ class PicoPersonality(Personality):
             return self._after(result)
         if self.s.env is not None and self.host.env is None:
             self.host.env = self.s.env  # run_alone sets the environment after boot
-        served = self.dispatcher.serve(nr, tuple(args))
+        served = self.dispatcher.serve(nr, tuple(self._args()[1:]))
         if served.call is not None:
             self.s.charge(self.abi.cost_classes[served.call.cost])
         self.trace_call(served)
