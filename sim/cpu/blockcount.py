@@ -373,6 +373,11 @@ class InstructionCounter:
         return self._head()[1]
 
     @property
+    def last_size(self) -> int:
+        """Bytes of last_block (0 if none yet)."""
+        return self._head()[3]
+
+    @property
     def last_icount(self) -> int:
         """Instructions of last_block that are in its bytes (0 if none yet)."""
         _, block, icount, size, _ = self._head()

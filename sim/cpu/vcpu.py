@@ -308,14 +308,9 @@ class VCPU:
         return Exit(ExitKind.FAULT, retired, rip, fault=fault)
 
     def _inside_block(self, block: int, rip: int) -> bool:
-        """A fault on fetching a new block is outside the last counted one."""
-        if rip < block:
-            return False
-        try:
-            size = self.uc.ctl_request_cache(block)[2]
-        except UcError:
-            return False
-        return rip < block + size
+        """Whether rip lies inside the last counted block (a fault on fetching
+        a new block, or a stop at a block's end, is not inside it)."""
+        return block <= rip < block + self.counter.last_size
 
     def _error_code(self, vector: int, rip: int, cr2: int) -> int:
         # Unicorn reports the vector only; rebuild what the CPU would push.
