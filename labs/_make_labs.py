@@ -12,6 +12,7 @@ left the question as None and PICOSIM_INSTRUCTOR=1 (see labs/README.md).
 from __future__ import annotations
 
 import sys
+import hashlib
 import textwrap
 from pathlib import Path
 
@@ -45,6 +46,10 @@ print("instructor mode: answers are filled in and shown" if lk.instructor()
 
 
 def notebook(cells) -> nbformat.NotebookNode:
+    # Stable cell ids (from each cell's place and text): regenerating a lab
+    # changes only what its source changed.
+    for i, cell in enumerate(cells):
+        cell["id"] = hashlib.sha1(f"{i}:{cell['source']}".encode()).hexdigest()[:8]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
@@ -78,7 +83,7 @@ LABS["03_scheduling.ipynb"] = [
     known weakness of Xen's credit1 scheduler.
 
     The schedulers start from their real defaults (the sources are listed in
-    `../shared/specs/calibration.md`, section *Scheduler defaults*):
+    `../docs/calibration.md`, section *Scheduler defaults*):
 
     | scheduler | defaults in the model | source |
     |---|---|---|
@@ -453,7 +458,7 @@ LABS["04_density.ipynb"] = [
     how much memory can identical tenants share, and how quickly can an
     instance be moved? These are the *density* and *agility* arguments for
     library OSes, and the published numbers behind them are in
-    `../shared/specs/calibration.md` (sections *Boot / start-up*, *Memory per
+    `../docs/calibration.md` (sections *Boot / start-up*, *Memory per
     instance*, *Density*).
 
     **Learning goals.** Compute instances per host from per-instance
@@ -897,7 +902,7 @@ LABS["02_attack_surface.ipynb"] = [
     md("""
     ## 1. The ladder, from published figures
 
-    From `../shared/specs/calibration.md`, section *Attack surface*:
+    From `../docs/calibration.md`, section *Attack surface*:
 
     | system | host entry points | source |
     |---|---|---|

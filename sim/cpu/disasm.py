@@ -1,6 +1,6 @@
 """Disassembly for traces: capstone, cached by address.
 
-DESIGN.md measured ~0.1 M insn/s when every instruction is disassembled and
+docs/architecture.md measured ~0.1 M insn/s when every instruction is disassembled and
 ~2 M insn/s with the cache, so the cache is the point of this module.
 """
 

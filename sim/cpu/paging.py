@@ -1,6 +1,6 @@
 """x86-64 four-level page tables, built by the loader in guest memory.
 
-Guests run with paging on: it is what real unikernels expect, and DESIGN.md
+Guests run with paging on: it is what real unikernels expect, and docs/architecture.md
 measured that paging with 4 KiB no-execute data pages makes store-heavy code
 4x-8x faster in Unicorn than flat mode.
 """

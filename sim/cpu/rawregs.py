@@ -1,7 +1,7 @@
 """Register access through the raw Unicorn library, for the trap hot path.
 
 The 2.1 binding's reg_read/reg_write pick a register class and build Python
-objects on every call (~2 us each, DESIGN.md). Here the library's functions
+objects on every call (~2 us each, docs/architecture.md). Here the library's functions
 are called through function objects without ctypes argument conversion, on
 arguments converted once: measured on this machine, a batch read of the
 seven syscall registers costs 0.33 us (0.8 us with the binding's prototypes,

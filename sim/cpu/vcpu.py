@@ -39,7 +39,7 @@ from sim.cpu.blockcount import InstructionCounter, retired_before
 from sim.cpu.memory import GuestMemory, GuestMemoryError
 from sim.cpu.rawregs import GPRS, RawRegisters
 
-# DESIGN.md: each Uc reserves a 1 GiB translation buffer unless told; 8 MiB served.
+# docs/architecture.md: each Uc reserves a 1 GiB translation buffer unless told; 8 MiB served.
 TCG_BUFFER_BYTES = 8 << 20
 # emu_start's `until`: address 0, on the never-mapped NULL page. A guest
 # that jumps there stops as if it had fetched from it (a #PF, synthesised

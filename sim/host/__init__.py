@@ -1,6 +1,6 @@
 """The host model: simulated cores, schedulers, isolation profiles, guests.
 
-Layer rule (DESIGN.md): this package imports only sim.host.* (and, for
+Layer rule (docs/architecture.md): this package imports only sim.host.* (and, for
 emulated guests, receives sim.guest objects from its caller); it knows a
 guest only as something that asks for a core, runs, traps and waits.
 """

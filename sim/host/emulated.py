@@ -22,7 +22,7 @@ from sim.host.units import US
 from sim.host.workload import GuestProcess
 
 # Longest step before the scheduler looks again: 100 us of instructions.
-# Measured in DESIGN.md: slices down to ~100k instructions (~40 us at 2.6 GHz)
+# Measured in docs/performance.md ("Instruction accounting"): slices down to ~100k instructions (~40 us at 2.6 GHz)
 # cost little in Unicorn with the native counter, so 100 us keeps preemption
 # latency well under a CFS min_granularity (0.75 ms).
 DEFAULT_MAX_STEP_NS = 100 * US

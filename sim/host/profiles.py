@@ -1,7 +1,7 @@
 """Isolation profiles: what each way of isolating a tenant costs the host.
 
 One row per isolation kind, as data. Every number names its source; the
-sources are tabulated in ../shared/specs/calibration.md (confidence H/M/U
+sources are tabulated in docs/calibration.md (confidence H/M/U
 there). Where calibration.md has no figure the row says how the value was
 derived, so a reader can tell measurement from assumption.
 

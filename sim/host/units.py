@@ -1,6 +1,6 @@
 """Time units and small numeric helpers for the host model.
 
-Simulated time is integer nanoseconds everywhere (DESIGN.md, "Rules"). These
+Simulated time is integer nanoseconds everywhere (docs/architecture.md, "Determinism"). These
 helpers convert human units to ns and compute percentiles without floats
 leaking into the simulated clock.
 """

@@ -421,7 +421,7 @@ class HvtPersonality(NetMixin, Personality):
 
     def _stop_after(self, trap: Trap) -> bool:
         # Stop exactly after the out: moving RIP inside the hook makes Unicorn
-        # leave the translated block at once (see DESIGN.md on out hooks).
+        # leave the translated block at once (see docs/architecture.md on out hooks).
         nxt = self.next_insn.get(trap.rip)
         if nxt is not None:
             self.s.vcpu.set_reg(X.UC_X86_REG_RIP, nxt)
