@@ -84,13 +84,23 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _progress(err: TextIO, total_ns: int, t0: float):
+def _progress(err: TextIO, total_ns: int):
+    """A tqdm bar over simulated time (tqdm: redraws in place on a terminal,
+    stays quiet in pipes and logs, rate limits itself)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(total_ns / MS, 1), unit="ms", desc="  simulated", file=err,
+               disable=not err.isatty(), bar_format="{desc} {n:.1f}/{total} ms {bar} "
+               "{elapsed} {postfix}", leave=False)
+    state = {"t": 0.0}
+
     def show(t_ns: int, events: int) -> None:
-        wall = time.perf_counter() - t0
-        rate = events / wall if wall > 0 else 0.0
-        err.write(f"\r  sim {t_ns / MS:10.1f} / {total_ns / MS:.1f} ms   "
-                  f"{events:>10} events   {rate / 1000:8.1f} k events/s")
-        err.flush()
+        t = round(t_ns / MS, 1)
+        bar.update(t - state["t"])
+        state["t"] = t
+        bar.set_postfix_str(f"{events} events", refresh=False)
+
+    show.close = bar.close  # type: ignore[attr-defined]
     return show
 
 
@@ -109,11 +119,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
         timeline = Timeline()
     t0 = time.perf_counter()
     total = int(d["scenario"]["duration_ms"] * MS)
-    progress = None if args.quiet else _progress(err, total, t0)
-    res = run_scenario(sc, progress, timeline)
+    progress = None if args.quiet else _progress(err, total)
+    try:
+        res = run_scenario(sc, progress, timeline)
+    finally:
+        if progress:
+            progress.close()
     wall = time.perf_counter() - t0
-    if progress:
-        err.write("\n")
     prefix = args.out or sc.name
     with open(prefix + ".json", "w", encoding="utf-8") as f:
         f.write(to_json(res))
@@ -135,14 +147,19 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None, err: TextIO |
         raise ScenarioError(f"{args.scenario}: sweep needs at least one --param KEY=V1,V2")
     params = [parse_param(p) for p in args.param]
 
-    def done(i: int, n: int) -> None:
-        if not args.quiet:
-            err.write(f"\r  {i}/{n} points done")
-            err.flush()
+    from tqdm import tqdm
 
-    rows = sweep(args.scenario, params, args.executor, args.workers, done)
-    if not args.quiet:
-        err.write("\n")
+    bar = tqdm(desc="  points", unit="point", file=err, leave=False,
+               disable=args.quiet or not err.isatty())
+
+    def done(i: int, n: int) -> None:
+        bar.total = n
+        bar.update(i - bar.n)
+
+    try:
+        rows = sweep(args.scenario, params, args.executor, args.workers, done)
+    finally:
+        bar.close()
     out.write(format_table(rows) + "\n")
     if args.out:
         import json
