@@ -214,6 +214,8 @@ def inspect_command(args: argparse.Namespace) -> int:
         print("manifest", file=out)
         for entry in image.solo5_manifest.devices():
             print(f"  {entry.name} {entry.type_name}", file=out)
+        if not image.solo5_manifest.devices():
+            print("  (no devices)", file=out)
     if image.pico_manifest is not None:
         print("pico manifest", file=out)
         for line in image.pico_manifest.strip().splitlines():
