@@ -30,13 +30,28 @@ def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAU
             yield env.timeout(step.busy_ns)
         if step.exited is not None:
             return step.exited
-        if step.block_until is not None or step.wake is not None:
-            waits = []
+        if step.wake is None:
             if step.block_until is not None:
-                waits.append(env.timeout(max(0, step.block_until - env.now)))
-            if step.wake is not None:
-                waits.append(step.wake)
-            yield env.any_of(waits)
+                yield env.timeout(max(0, step.block_until - env.now))
+        elif step.block_until is None:
+            yield step.wake
+        else:  # whichever comes first (cheaper than a SimPy AnyOf condition)
+            yield _first(env, env.timeout(max(0, step.block_until - env.now)), step.wake)
+
+
+def _first(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:
+    done = env.event()
+
+    def fire(_event: simpy.Event) -> None:
+        if not done.triggered:
+            done.succeed()
+
+    for event in events:
+        if event.processed:
+            fire(event)
+        else:
+            event.callbacks.append(fire)
+    return done
 
 
 def run_alone(guest: Guest, slice_insns: int = DEFAULT_SLICE,
