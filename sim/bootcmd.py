@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sim.argtypes import non_negative_int, positive_int
 from sim.devices.clock import TimeModel
 from sim.image import Image
 from sim.libos.personality import BootConfig
@@ -40,26 +41,6 @@ def _option_modules() -> list[Any]:
             if err.name is None or not name.startswith(err.name):
                 raise
     return modules
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def _trace_kinds(text: str) -> frozenset[str]:
@@ -86,16 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     boot.add_argument("--trace-format", choices=("text", "jsonl"), default="text",
                       help="trace as aligned text or JSON Lines (default: text)")
     boot.add_argument("--trace-out", metavar="FILE", help="write the trace here instead of stderr")
-    boot.add_argument("--max-insns", type=_positive, default=2_000_000_000, metavar="N",
+    boot.add_argument("--max-insns", type=positive_int, default=2_000_000_000, metavar="N",
                       help="runaway guard: stop after N instructions (default: 2e9)")
-    boot.add_argument("--mem", type=_positive, default=None, metavar="MiB",
+    boot.add_argument("--mem", type=positive_int, default=None, metavar="MiB",
                       help="guest memory in MiB (default: pico 64, hvt 512, spt 2 ... per ABI)")
-    boot.add_argument("--seed", type=_non_negative, default=0, help="seed of the run (default 0)")
+    boot.add_argument("--seed", type=non_negative_int, default=0, help="seed of the run (default 0)")
     boot.add_argument("--abi", choices=None, default=None, metavar="ABI",
                       help="force a personality (pico, hvt, spt) instead of the image's notes")
-    boot.add_argument("--slice", type=_positive, default=1_000_000, metavar="N",
+    boot.add_argument("--slice", type=positive_int, default=1_000_000, metavar="N",
                       help="instructions per scheduling slice (default 1,000,000)")
-    boot.add_argument("--clock-mhz", type=_positive, default=3000,
+    boot.add_argument("--clock-mhz", type=positive_int, default=3000,
                       help="simulated core clock in MHz (default 3000)")
     boot.add_argument("-q", "--quiet", action="store_true",
                       help="no parameter echo or summary line")

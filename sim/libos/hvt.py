@@ -41,6 +41,7 @@ from sim.libos.solo5 import (
     Attached,
     NetPort,
     attach,
+    check_memory,
     check_target,
     port_io_exits,
 )
@@ -326,15 +327,8 @@ class HvtPersonality(NetMixin, Personality):
         s = self.s
         image = s.image
         check_target(image, "hvt")
-        mem = s.config.mem_bytes
-        if not MIN_MEM <= mem <= MAX_MEM:
-            raise BootError(f"--mem={mem >> 20}: guest memory must be between "
-                            f"{MIN_MEM >> 20} and {MAX_MEM >> 20} MiB")
-        mem &= ~(MEM_ALIGN - 1)
+        mem = check_memory(image, s.config.mem_bytes, MIN_MEM, MAX_MEM, MEM_ALIGN)
         self.mem_size = mem
-        if image.kernel_end > mem or image.entry >= mem:
-            raise BootError(f"{image.name}: image ends at {image.kernel_end:#x}, beyond guest "
-                            f"memory ({mem:#x}); give more --mem")
         self.attached = attach(image, s.config)
         s.devices.update({f"solo5.{k}": v for k, v in self.attached.devices.items()})
         for seg in image.segments:

@@ -118,6 +118,19 @@ def check_target(image: Image, want: str) -> None:
         raise BootError(f"{image.name}: ABI version mismatch: {abi.version}, monitor is 2")
 
 
+def check_memory(image: Image, mem: int, min_mem: int, max_mem: int, align: int = 1) -> int:
+    """--mem within the target's range, and the image inside it once rounded
+    down to the target's alignment; returns the rounded size."""
+    if not min_mem <= mem <= max_mem:
+        raise BootError(f"--mem={mem >> 20}: guest memory must be between "
+                        f"{min_mem >> 20} and {max_mem >> 20} MiB")
+    mem &= ~(align - 1)
+    if image.kernel_end > mem or image.entry >= mem:
+        raise BootError(f"{image.name}: image ends at {image.kernel_end:#x}, beyond guest "
+                        f"memory ({mem:#x}); give more --mem")
+    return mem
+
+
 def attach(image: Image, config: Any, first_fd: int = 3) -> Attached:
     """Check the options against the manifest, open the devices, fill the copy.
 

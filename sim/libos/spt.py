@@ -33,7 +33,7 @@ from sim.libos.dispatch import Block, GuestExit
 from sim.libos.hvt import NetMixin
 from sim.libos.personality import BootError, Personality
 from sim.libos.pico import Regions
-from sim.libos.solo5 import ETHER_HEADER, NetPort, attach, check_target
+from sim.libos.solo5 import ETHER_HEADER, NetPort, attach, check_memory, check_target
 
 GDT_BASE, PML4, TABLES_START, TABLES_END = 0x1000, 0x2000, 0x3000, 0x10000
 MEM_BASE = 0x10000
@@ -214,13 +214,7 @@ class SptPersonality(NetMixin, Personality):
         s = self.s
         image = s.image
         check_target(image, "spt")
-        mem = s.config.mem_bytes
-        if not MIN_MEM <= mem <= MAX_MEM:
-            raise BootError(f"--mem={mem >> 20}: guest memory must be between "
-                            f"{MIN_MEM >> 20} and {MAX_MEM >> 20} MiB")
-        if image.kernel_end > mem or image.entry >= mem:
-            raise BootError(f"{image.name}: image ends at {image.kernel_end:#x}, beyond guest "
-                            f"memory ({mem:#x}); give more --mem")
+        mem = check_memory(image, s.config.mem_bytes, MIN_MEM, MAX_MEM)
         self.mem_size = mem
         self.attached = attach(image, s.config, first_fd=3)
         ndev = len(self.attached.manifest.entries) - 1

@@ -13,19 +13,11 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-
-def _count(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
+from sim.argtypes import non_negative_int
 
 
 def _port(text: str) -> int:
-    value = _count(text)
+    value = non_negative_int(text)
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return value
@@ -34,7 +26,7 @@ def _port(text: str) -> int:
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("researcher tooling (docs/debugging.md)")
     add_output_options(group)
-    group.add_argument("--snapshot-at", type=_count, metavar="INSNS",
+    group.add_argument("--snapshot-at", type=non_negative_int, metavar="INSNS",
                        help="snapshot the guest at the first slice boundary after INSNS "
                             "instructions (the run goes on); needs --snapshot-out")
     group.add_argument("--snapshot-out", metavar="FILE", help="where --snapshot-at writes")
