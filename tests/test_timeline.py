@@ -62,3 +62,25 @@ def test_timeline_with_text_trace_keeps_the_text_trace_as_asked(tmp_path, capsys
     text = trace.read_text()
     assert " call " in text and " dev " not in text  # dev is the timeline's, not the trace's
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+
+
+def test_timeline_attached_after_boot_still_sees_fast_path_calls(tmp_path):
+    """The pico fast path skips call events; a timeline attached after the
+    guest booted must still get every call (here: clock_monotonic)."""
+    from sim.boot import run_alone
+    from sim.examples import resolve
+    from sim.guest import Guest
+    from sim.image import Image
+    from sim.libos.personality import BootConfig
+    from sim.tooling.timeline import TimelineRecorder, TimelineSink
+
+    path = tmp_path / "t.json"
+    guest = Guest(Image.load(resolve("sleep")), BootConfig(args=("sleep",)))
+    with open(path, "w", encoding="utf-8") as stream:
+        sink = TimelineSink(stream, guest.name)
+        TimelineRecorder(guest, sink)
+        run_alone(guest)
+        sink.close()
+    guest.close()
+    names = {e.get("name") for e in json.loads(path.read_text())["traceEvents"]}
+    assert "clock_monotonic" in names

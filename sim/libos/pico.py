@@ -222,9 +222,8 @@ class PicoPersonality(Personality):
     def _fast_calls(self, handlers: dict[str, Any]) -> dict[int, tuple]:
         """Calls served without the general decoder: plain 64-bit arguments,
         never blocking, allowed by the manifest whatever their arguments.
-        Only used when nothing traces calls (the general path emits events)."""
-        if self.s.tracer.kinds:
-            return {}
+        Only used while nothing traces (the general path emits the events;
+        a sink may be attached after boot, so on_trap asks every time)."""
         return {
             c.nr: (c.name, handlers[c.name], tuple(a.name for a in c.args),
                    self.abi.cost_classes[c.cost])
@@ -239,7 +238,7 @@ class PicoPersonality(Personality):
                                           "is not part of the pico ABI")
             return True
         nr = self._nr()
-        fast = self._fast.get(nr)
+        fast = None if self.s.tracer.kinds else self._fast.get(nr)
         if fast is not None:
             name, handler, names, cost = fast
             if names:
