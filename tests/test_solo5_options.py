@@ -138,3 +138,12 @@ def test_manifest_from_specs_rejects_bad_names():
         manifest_from_specs(["block:a", "block:a"])
     with pytest.raises(ValueError):
         manifest_from_specs(["block:" + "x" * 70])
+
+
+def test_device_options_on_a_pico_image_are_an_error(capsys):
+    """A Solo5 device option must not be ignored silently."""
+    from sim.cli import main
+
+    assert main(["boot", "hello", "-q", "--block:storage=/nonexistent"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "need a Solo5 (hvt or spt) image" in err

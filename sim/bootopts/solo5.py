@@ -22,7 +22,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sim.libos.personality import BootError
-from sim.libos.solo5 import options_of, parse_mac, parse_sector_size
+from sim.libos.solo5 import OPTIONS_KEY, options_of, parse_mac, parse_sector_size
+
+SOLO5_PERSONALITIES = ("hvt", "spt")
 
 _DEVICE_OPT = re.compile(r"^--(block|block-sector-size|net|net-mac):([^=]*)(?:=(.*))?$")
 PEER_IP = "10.0.0.1"
@@ -90,6 +92,12 @@ def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) 
 
 def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
     """Give the run a virtual switch (and a ping peer) when it has net devices."""
+    opts = guest.config.options.get(OPTIONS_KEY)
+    given = opts is not None and (opts.blocks or opts.sector_sizes or opts.nets or opts.macs)
+    if given and guest.personality.name not in SOLO5_PERSONALITIES:
+        first = next(iter({**opts.blocks, **opts.sector_sizes, **opts.nets, **opts.macs}))
+        raise BootError(f"device '{first}': Solo5 device options need a Solo5 (hvt or spt) "
+                        f"image; this one runs on the {guest.personality.name} personality")
     connect = getattr(guest.personality, "connect", None)
     ports = getattr(guest.personality, "net_ports", list)()
     if args.ping and not ports:
