@@ -147,3 +147,20 @@ def test_device_options_on_a_pico_image_are_an_error(capsys):
     assert main(["boot", "hello", "-q", "--block:storage=/nonexistent"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "need a Solo5 (hvt or spt) image" in err
+
+
+def test_pico_options_on_a_solo5_image_are_an_error(tmp_path, capsys):
+    import shutil
+
+    from sim.cli import main
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from test_hvt import guest_image
+
+    image = str(guest_image(tmp_path, "hello", "hvt"))
+    policy = tmp_path / "p.toml"
+    policy.write_text('calls = ["*"]\n')
+    assert main(["boot", image, "-q", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--policy is a pico option" in err

@@ -59,7 +59,19 @@ def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) 
     return extra
 
 
+# Options that mean something only to the pico personality.
+PICO_ONLY = (("policy", "--policy"), ("sandbox", "--sandbox"), ("abi_module", "--abi-module"),
+             ("peer", "--peer"))
+
+
 def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Callable[[], Any]:
+    if guest.personality.name != "pico":
+        for dest, flag in PICO_ONLY:
+            if getattr(args, dest, None):
+                from sim.libos.personality import BootError
+
+                raise BootError(f"{flag} is a pico option; this image runs on the "
+                                f"{guest.personality.name} personality")
     if not getattr(args, "peer", None):
         return run
     return lambda: run_with_peer(args, guest)
