@@ -174,4 +174,5 @@ def test_invalid_instructions_are_contained_faults(code):
     assert result.kind is ExitKind.FAULT
     assert result.fault.vector == 6
     assert result.fault.rip == CODE + 1
+    assert result.retired == 1  # the nop ran, the invalid instruction did not
     vcpu.close()

@@ -260,29 +260,21 @@ class VCPU:
             if fault is None:
                 raise
             excstate.clear_in_flight(self.uc)
-            return Exit(ExitKind.FAULT, self.counter.retired, fault.rip, fault=fault)
+            return Exit(ExitKind.FAULT, self._retired_before(fault.rip), fault.rip, fault=fault)
         rip = self.rip
         if self._pending_vector is not None:
             excstate.clear_in_flight(self.uc)
             return self._fault_exit(self._pending_vector, rip)
         retired = self.counter.retired
         if self._debug_stop and self._stop_trap is None:
-            # Stopped before the instruction at rip, maybe inside the block
-            # counted whole on entry: count only what ran before it.
-            block = self.counter.last_block
-            if self._inside_block(block, rip):
-                retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
-            return Exit(ExitKind.DEBUG, retired, rip)
+            return Exit(ExitKind.DEBUG, self._retired_before(rip), rip)
         if rip == UNTIL_NULL and self._stop_trap is None:
             fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
             return Exit(ExitKind.FAULT, retired, rip, fault=fault)
         if self._stop_trap is not None:
             # A handler that moved RIP past its trap instruction (exact
             # stops after `out`) left the rest of the block unexecuted.
-            block = self.counter.last_block
-            if self._inside_block(block, rip):
-                retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
-            return Exit(ExitKind.TRAP, retired, rip, trap=self._stop_trap)
+            return Exit(ExitKind.TRAP, self._retired_before(rip), rip, trap=self._stop_trap)
         if self._just_halted(rip):
             return Exit(ExitKind.HALT, retired, rip)
         return Exit(ExitKind.BUDGET, retired, rip)
@@ -294,12 +286,8 @@ class VCPU:
             return False
 
     def _fault_exit(self, vector: int, rip: int) -> Exit:
-        # The faulting block was counted whole on entry: take back the
-        # instructions from the faulting one to the end of the block.
-        retired = self.counter.retired
-        block = self.counter.last_block
-        if vector not in TRAP_VECTORS and self._inside_block(block, rip):
-            retired = retired - self.counter.last_icount + retired_before(self.uc, block, rip)
+        # A trap (int3) has retired its instruction; a fault has not.
+        retired = self.counter.retired if vector in TRAP_VECTORS else self._retired_before(rip)
         cr2 = self._pending_cr2
         error_code = self._pending_error
         if error_code is None:  # context layout unknown: rebuild it
@@ -307,10 +295,19 @@ class VCPU:
         fault = Fault(vector, rip, cr2, error_code, VECTOR_MEANING.get(vector, "exception"))
         return Exit(ExitKind.FAULT, retired, rip, fault=fault)
 
-    def _inside_block(self, block: int, rip: int) -> bool:
-        """Whether rip lies inside the last counted block (a fault on fetching
-        a new block, or a stop at a block's end, is not inside it)."""
-        return block <= rip < block + self.counter.last_size
+    def _retired_before(self, rip: int) -> int:
+        """Instructions retired in this run when execution stopped before rip.
+
+        The counter adds a block's instructions when the block is entered; a
+        stop inside it (fault, debugger, a trap handler that moved RIP) takes
+        back those from rip on. A stop at a block's end, or a fault fetching
+        a new block, leaves the count as it is.
+        """
+        counter = self.counter
+        retired, block = counter.retired, counter.last_block
+        if block <= rip < block + counter.last_size:
+            retired += retired_before(self.uc, block, rip) - counter.last_icount
+        return retired
 
     def _error_code(self, vector: int, rip: int, cr2: int) -> int:
         # Unicorn reports the vector only; rebuild what the CPU would push.
