@@ -268,3 +268,18 @@ def test_hello_example_on_solo5_targets(tmp_path):
         outs[target] = out
     assert outs["hvt"] == outs["spt"]
     assert "Hello from picosim!" in outs["hvt"] and 'command line: "a b"' in outs["hvt"]
+
+
+@pytest.mark.parametrize("target", ["hvt", "spt"])
+def test_same_run_same_trace_bytes(tmp_path, target):
+    """Every call event, blocking ones included, is stable text: two runs of
+    the same image give the same JSON Lines trace, byte for byte."""
+    image = str(guest_image(tmp_path, "time", target))
+    traces = []
+    for k in range(2):
+        out = tmp_path / f"t{k}.jsonl"
+        status, _out, _err = boot(image, "--trace=call,dev", "--trace-format", "jsonl",
+                                  "--trace-out", str(out))
+        assert status == 0
+        traces.append(out.read_bytes())
+    assert traces[0] == traces[1] and b"<blocks:" in traces[0]

@@ -158,3 +158,52 @@ def test_a_snapshot_point_after_the_end_is_reported(tmp_path, capsys):
     _one_line_error(capsys, ["boot", "hello", "-q", "--snapshot-at", "10000000",
                              "--snapshot-out", str(snap)], "no snapshot written")
     assert not snap.exists()
+
+
+@pytest.mark.parametrize("target,guest,at,extra", [
+    ("hvt", "time", 1000, []),                       # before its POLL: the wait replays too
+    ("spt", "time", 1000, []),
+    ("hvt", "time", 2000, []),                       # while it waits: taken once it wakes
+    ("hvt", "blk", 2000, ["--block:storage={disk}"]),  # a file-backed block device
+])
+def test_solo5_guests_resume_with_the_same_remaining_trace(tmp_path, capsys, target, guest,
+                                                           at, extra):
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from test_hvt import guest_image
+
+    image = str(guest_image(tmp_path, guest, target))
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(4 << 20))
+    extra = [e.format(disk=disk) for e in extra]
+    snap, full, tail = tmp_path / "s.snap", tmp_path / "full.jsonl", tmp_path / "tail.jsonl"
+    status = main(["boot", image, "-q", *extra, "--snapshot-at", str(at), "--snapshot-out",
+                   str(snap), "--trace=call,dev", "--trace-format", "jsonl", "--trace-out",
+                   str(full)])
+    first = capsys.readouterr().out
+    assert status == 0 and "SUCCESS" in first and snap.exists()
+    if extra:
+        disk.write_bytes(bytes(4 << 20))  # the resumed run must do its writes again
+    status2 = main(["resume", str(snap), "-q", "--trace=call,dev", "--trace-format", "jsonl",
+                    "--trace-out", str(tail)])
+    second = capsys.readouterr().out
+    assert status2 == status and "SUCCESS" in second
+    _before, after = _split_at_note(full.read_text().splitlines(keepends=True))
+    assert "".join(after) == tail.read_text()
+
+
+def test_solo5_guest_with_a_net_device_is_refused_in_one_line(tmp_path, capsys):
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from test_hvt import guest_image
+
+    image = str(guest_image(tmp_path, "ping", "hvt"))
+    snap = tmp_path / "s.snap"
+    status = main(["boot", image, "-q", "--net:service0=switch", "--ping", "10.0.0.2:3",
+                   "--snapshot-at", "2000", "--snapshot-out", str(snap), "--", "3"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.count("\n") == 0 and "cannot save its state" in err

@@ -32,7 +32,7 @@ from sim.cpu.memory import GuestMemoryError
 from sim.cpu.vcpu import Trap
 from sim.libos.abi import Dir, Field, Struct
 from sim.libos.dispatch import Block, GuestExit
-from sim.libos.personality import BootError, Personality
+from sim.libos.personality import BootError, Personality, show_result
 from sim.libos.solo5 import (
     AGAIN,
     EINVAL,
@@ -405,7 +405,7 @@ class HvtPersonality(NetMixin, Personality):
             return self._fatal(f"{call.name}: {err}")
         self.calls[call.name] += 1
         if s.tracer.wants("call"):
-            s.emit("call", call.name, args=args, result=_show(result))
+            s.emit("call", call.name, args=args, result=show_result(result))
         if isinstance(result, dict):
             if result:
                 s.mem.write(addr, codec.encode_outs(raw, result))
@@ -429,6 +429,13 @@ class HvtPersonality(NetMixin, Personality):
     def resume(self, block: Block) -> None:
         block.resume()
 
+    # -- snapshots (net devices refuse: their switch lives outside the guest) --
+    def save_state(self) -> dict:
+        return {"calls": dict(self.calls)}
+
+    def restore_state(self, state: dict) -> None:
+        self.calls = dict(state["calls"])
+
     def surface_summary(self) -> str:
         used = [f"{name} x{n}" for name, n in self.calls.items() if n]
         return "hypercalls: " + (", ".join(used) if used else "none")
@@ -436,11 +443,3 @@ class HvtPersonality(NetMixin, Personality):
     def close(self) -> None:
         super().close()
         self.attached.close()
-
-
-def _show(result: Any) -> Any:
-    if isinstance(result, Block):
-        return f"<blocks: {result.reason}>"
-    if isinstance(result, GuestExit):
-        return f"<exit {result.status}>"
-    return result

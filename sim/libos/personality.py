@@ -122,11 +122,11 @@ class Personality:
         if not self.s.tracer.kinds:
             return
         if served.call is None:
-            self.s.emit("call", "unknown", args=served.args, result=_show(served.result))
+            self.s.emit("call", "unknown", args=served.args, result=show_result(served.result))
             return
         if served.denied is not None:
             self.s.emit("monitor", "deny", call=served.call.name, reason=served.denied)
-        self.s.emit("call", served.call.name, args=served.args, result=_show(served.result))
+        self.s.emit("call", served.call.name, args=served.args, result=show_result(served.result))
 
     def close(self) -> None:
         """Flush devices; called once when the guest stops (also after a fault)."""
@@ -136,7 +136,8 @@ class Personality:
                 flush()
 
 
-def _show(result: Any) -> Any:
+def show_result(result: Any) -> Any:
+    """A call's result as traces show it: stable text, never an object's repr."""
     if isinstance(result, Block):
         return f"<blocks: {result.reason}>"
     if isinstance(result, GuestExit):

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections import Counter
 import struct
+from collections import Counter
 from typing import Any
 
 from unicorn import x86_const as X

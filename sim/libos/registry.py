@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sim.libos.personality import BootError, Personality
 from sim.libos.hvt import HvtPersonality
+from sim.libos.personality import BootError, Personality
 from sim.libos.pico import PicoPersonality
 from sim.libos.spt import SptPersonality
 

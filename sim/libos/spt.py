@@ -31,7 +31,7 @@ from sim.cpu.paging import LARGE, PAGE, Mapping, PageTableBuilder
 from sim.cpu.vcpu import Fault, Trap
 from sim.libos.dispatch import Block, GuestExit
 from sim.libos.hvt import NetMixin
-from sim.libos.personality import BootError, Personality
+from sim.libos.personality import BootError, Personality, show_result
 from sim.libos.pico import Regions
 from sim.libos.solo5 import ETHER_HEADER, NetPort, attach, check_memory, check_target
 
@@ -320,8 +320,7 @@ class SptPersonality(NetMixin, Personality):
             result = -EFAULT
         self.calls[call.name] += 1
         if s.tracer.wants("call"):
-            s.emit("call", call.name, args=tuple(args), result=result if isinstance(result, int)
-                   else repr(result))
+            s.emit("call", call.name, args=tuple(args), result=show_result(result))
         if isinstance(result, int):
             s.vcpu.set_reg(X.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
             return False
@@ -334,6 +333,14 @@ class SptPersonality(NetMixin, Personality):
     def on_fault(self, fault: Fault) -> GuestExit | None:
         # A process has no IDT of its own: the kernel turns faults into signals.
         return self.fault_exit(fault, "the process is killed by a signal")
+
+    # -- snapshots (net devices refuse: their switch lives outside the guest) --
+    def save_state(self) -> dict:
+        return {"calls": dict(self.calls), "timer_deadline": self.timer_deadline}
+
+    def restore_state(self, state: dict) -> None:
+        self.calls = dict(state["calls"])
+        self.timer_deadline = state["timer_deadline"]
 
     def on_halt(self) -> GuestExit:
         # hlt is privileged: in a process it is a #GP, which Linux delivers as SIGSEGV.

@@ -48,7 +48,16 @@ def image_digest(path: str | os.PathLike) -> str:
 
 def _config_state(config: Any) -> dict:
     options = {}
+    from sim.libos.solo5 import Solo5Options
+
     for key, value in config.options.items():
+        if isinstance(value, Solo5Options):  # device options: names, paths, sizes, MACs
+            if value.block_devices:
+                raise SnapshotError("in-memory block devices cannot be snapshotted")
+            options[key] = {"__solo5__": {
+                "blocks": value.blocks, "sector_sizes": value.sector_sizes,
+                "nets": value.nets, "macs": {k: v.hex() for k, v in value.macs.items()}}}
+            continue
         if type(value).__name__ == "SimHost":  # pico's host: parameters only when idle
             if value.listeners or value.pipes:
                 raise SnapshotError("the pico host has open pipes or listeners: cannot "
@@ -79,6 +88,13 @@ def boot_config(state: dict) -> Any:
 
 
 def _option(value: Any) -> Any:
+    if isinstance(value, dict) and "__solo5__" in value:
+        from sim.libos.solo5 import Solo5Options
+
+        st = value["__solo5__"]
+        return Solo5Options(blocks=dict(st["blocks"]), sector_sizes=dict(st["sector_sizes"]),
+                            nets=dict(st["nets"]),
+                            macs={k: bytes.fromhex(v) for k, v in st["macs"].items()})
     if isinstance(value, dict) and "__simhost__" in value:
         from sim.libos.pico_streams import SimHost
 

@@ -24,12 +24,15 @@ class Snapshotter:
         inner = guest.step
 
         def step(now_ns: int, max_insns: int = slice_insns) -> Any:
-            if self.header is None:
-                if (guest.retired >= self.at and guest.stopped is None
-                        and getattr(guest, "_blocked", None) is None):
-                    self.take(now_ns)
-                elif guest.retired < self.at:
+            if self.header is None and guest.stopped is None:
+                if guest.retired < self.at:
                     max_insns = min(max_insns, self.at - guest.retired)
+                elif getattr(guest, "_blocked", None) is None:
+                    self.take(now_ns)
+                else:
+                    # Waiting: let it wake, run one block and stop again, so
+                    # the snapshot comes at the first boundary after it wakes.
+                    max_insns = 1
             return inner(now_ns, max_insns)
 
         guest.step = step
