@@ -18,7 +18,6 @@ monitor's W^X holds for the whole run.
 from __future__ import annotations
 
 import bisect
-import os
 import struct
 from collections import Counter
 from typing import Any
@@ -44,28 +43,16 @@ from sim.libos.monitor import Monitor, PolicyError, find_policy
 from sim.libos.personality import BootError, Personality, StateNotSaveable
 from sim.libos.pico_abi import (
     BOOT_INFO,
-    KIND_PIPE,
-    OPEN_APPEND,
-    OPEN_CREATE,
-    OPEN_NONBLOCK,
-    OPEN_READ,
-    OPEN_TRUNCATE,
-    OPEN_WRITE,
     PICO_ABI,
 )
+from sim.libos.pico_stream_calls import StreamCalls
 from sim.libos.pico_streams import (
-    ByteQueue,
-    ConsoleStream,
-    EventObject,
-    FileStream,
-    Listener,
-    PipeEnd,
     Sandbox,
     SimHost,
     Stream,
-    StreamError,
 )
-from sim.libos.pico_threads import Scheduler, Thread, Wait
+from sim.libos.pico_thread_calls import ThreadCalls
+from sim.libos.pico_threads import Scheduler, Wait
 from sim.libos.pico_vm import VirtualMemory
 
 GDT_BASE = 0x1000
@@ -133,11 +120,9 @@ class Regions:
 
 
 DEADLOCK_STATUS = 126  # every thread waits and nothing can ever wake one
-OPEN_FLAGS = OPEN_READ | OPEN_WRITE | OPEN_CREATE | OPEN_TRUNCATE | OPEN_APPEND | OPEN_NONBLOCK
-MAX_WAIT_HANDLES = 64
 
 
-class PicoPersonality(Personality):
+class PicoPersonality(StreamCalls, ThreadCalls, Personality):
     name = "pico"
     abi: Abi = PICO_ABI
 
@@ -409,7 +394,24 @@ class PicoPersonality(Personality):
 
     # -- handlers (one per declared call) -------------------------------------
     def handlers(self) -> dict[str, Any]:
-        return {name: getattr(self, "call_" + name) for name in PICO_ABI.by_name}
+        """Every declared call's handler, by name (the dispatcher checks that
+        the table and the declaration agree)."""
+        return {
+            "exit": self.call_exit,
+            "console_write": self.call_console_write,
+            "clock_monotonic": self.call_clock_monotonic,
+            "clock_wall": self.call_clock_wall,
+            "sleep_until": self.call_sleep_until,
+            "random_bytes": self.call_random_bytes,
+            "cmdline": self.call_cmdline,
+            "process_info": self.call_process_info,
+            "debug_log": self.call_debug_log,
+            "vm_alloc": self.call_vm_alloc,
+            "vm_free": self.call_vm_free,
+            "vm_protect": self.call_vm_protect,
+            **self.thread_handlers(),
+            **self.stream_handlers(),
+        }
 
     # process
     def call_exit(self, status: int) -> GuestExit:
@@ -464,270 +466,6 @@ class PicoPersonality(Personality):
         self.vm.protect(addr, size, prot)
         return 0
 
-    # threads
-    def call_thread_create(self, entry: int, arg: int, stack_top: int) -> int:
-        if stack_top % 16 or stack_top < 64:
-            raise ArgumentError("EINVAL", f"stack_top {stack_top:#x} is not 16-byte aligned")
-        self.regions.check(entry, 1, write=False)
-        self.regions.check(stack_top - 64, 64, write=True)
-        if self.sched.alive >= self.policy.threads:
-            self.monitor.refuse("thread_create", f"thread limit {self.policy.threads} reached")
-            raise ArgumentError("ELIMIT", f"thread limit {self.policy.threads} reached")
-        h = self._new_handle(None)
-        # The thread starts as if called: a zero return address on its stack,
-        # so returning from the entry function faults instead of running on.
-        self.s.mem.write_u64(stack_top - 8, 0)
-        t = self.sched.create(entry, arg, stack_top - 8)
-        t.handle = h
-        self.handles[h] = t
-        return h
-
-    def call_thread_exit(self, status: int) -> Switch | GuestExit:
-        self.sched.exit_current(status)
-        if not self.sched.threads:
-            return GuestExit(status & 0xFF, "exit: the last thread ended")
-        return Switch("thread exit")
-
-    def call_thread_yield(self) -> int | Switch:
-        if len(self.sched.threads) < 2:
-            return 0
-        self.sched.current.result = 0
-        return Switch("yield")
-
-    def call_thread_self(self) -> int:
-        t = self.sched.current
-        if not t.handle:
-            t.handle = self._new_handle(t)
-        return t.handle
-
-    def _word(self, addr: int) -> None:
-        if addr % 4:
-            raise ArgumentError("EINVAL", f"futex word {addr:#x} is not 4-byte aligned")
-        self.regions.check(addr, 4, write=False)
-
-    def call_futex_wait(self, addr: int, expected: int, deadline_ns: int) -> int | Wait:
-        self._word(addr)
-        if self.s.mem.read_u32(addr) != expected:
-            return self.error("EAGAIN")
-        if deadline_ns and deadline_ns <= self.s.now():
-            return self.error("ETIMEDOUT")
-        queue = self._futex.setdefault(addr, [])
-        w = Wait("futex", deadline=deadline_ns or None, timeout_result=self.error("ETIMEDOUT"))
-        w.on_timeout = lambda: queue.remove(w) if w in queue else None
-        queue.append(w)
-        return w
-
-    def call_futex_wake(self, addr: int, count: int) -> int:
-        self._word(addr)
-        queue = self._futex.get(addr, [])
-        n = 0
-        while queue and n < count:
-            queue.pop(0).done = 0
-            n += 1
-        if not queue:
-            self._futex.pop(addr, None)
-        return n
-
-    def call_event_create(self, manual_reset: int, initially_set: int) -> int:
-        return self._new_handle(EventObject(bool(manual_reset), bool(initially_set)))
-
-    def call_event_set(self, handle: int) -> int:
-        self._obj(handle, EventObject).set_ = True
-        return 0
-
-    def call_event_clear(self, handle: int) -> int:
-        self._obj(handle, EventObject).set_ = False
-        return 0
-
-    def call_wait_any(self, handles: bytes, count_bytes: int, deadline_ns: int) -> int | Wait:
-        if count_bytes == 0 or count_bytes % 8 or count_bytes > 8 * MAX_WAIT_HANDLES:
-            raise ArgumentError("EINVAL", f"wait_any needs 1 to {MAX_WAIT_HANDLES} handles")
-        hs = struct.unpack(f"<{count_bytes // 8}q", handles)
-        objs = [self._obj(h) for h in hs]
-        if any(o is self.sched.current for o in objs):
-            raise ArgumentError("EINVAL", "a thread cannot wait for itself")
-
-        def poll() -> int | None:
-            for i, (h, o) in enumerate(zip(hs, objs)):
-                if self.handles.get(h) is not o:
-                    return self.error("EBADH")
-                if o.signaled():
-                    if isinstance(o, EventObject):
-                        o.consume()
-                    return i
-            return None
-
-        r = poll()
-        if r is not None:
-            return r
-        if deadline_ns and deadline_ns <= self.s.now():
-            return self.error("ETIMEDOUT")
-        external = any(isinstance(o, (PipeEnd, Listener)) for o in objs)
-        return Wait("wait_any", deadline=deadline_ns or None,
-                    timeout_result=self.error("ETIMEDOUT"), poll=poll, external=external)
-
-    # streams
-    def _scheme(self, uri: str) -> tuple[str, str]:
-        scheme, sep, rest = uri.partition(":")
-        if not sep:
-            raise ArgumentError("EINVAL", f"{uri!r} is not a URI (scheme:name)")
-        return scheme, rest
-
-    def _refuse_stream(self, call: str, err: ArgumentError) -> None:
-        if err.error == "EPERM":
-            self.monitor.refuse(call, str(err))
-
-    def call_stream_open(self, uri: str, uri_len: int, flags: int) -> int:
-        if flags & ~OPEN_FLAGS:
-            raise ArgumentError("EINVAL", f"unknown open flags {flags:#x}")
-        scheme, name = self._scheme(uri)
-        if scheme == "console":
-            return self._new_handle(ConsoleStream(self.s.console, flags or OPEN_WRITE))
-        if scheme == "file":
-            self._handle_room()  # ELIMIT before opening anything on the host
-            try:
-                fd = self.sandbox.open(name, flags)
-            except StreamError as err:
-                self._refuse_stream("stream_open", err)
-                raise
-            return self._new_handle(FileStream(fd, flags, self.policy.file_bytes))
-        if scheme == "pipe":
-            self._chan_name(uri, name)
-            rw = flags & (OPEN_READ | OPEN_WRITE)
-            if rw not in (OPEN_READ, OPEN_WRITE):
-                raise ArgumentError("EINVAL", "open a pipe with exactly one of OPEN_READ, OPEN_WRITE")
-            q = self.host.pipes.get(name)
-            if q is None:
-                q = self.host.pipes[name] = ByteQueue(self.host)
-            if rw == OPEN_WRITE:
-                h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=None, tx=q))
-                q.writers += 1
-                q.has_had_writer = True
-                return h
-            h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=q, tx=None))
-            q.reader_kick = self.kick
-            return h
-        raise ArgumentError("EINVAL", f"stream_open does not serve {scheme}: URIs "
-                                      "(console:, file:, pipe:; chan: uses stream_connect)")
-
-    @staticmethod
-    def _chan_name(uri: str, name: str) -> None:
-        if not 1 <= len(name) <= 64 or not all(c.isalnum() or c in "_-." for c in name):
-            raise ArgumentError("EINVAL", f"{uri!r}: names are 1-64 characters of [A-Za-z0-9_.-]")
-
-    def call_stream_read(self, handle: int, buf: OutBuffer, size: int) -> int | Wait:
-        st = self._obj(handle, Stream)
-        data = st.read(size)
-        if data is not None:
-            return buf.write(data)
-        if st.flags & OPEN_NONBLOCK:
-            return self.error("EAGAIN")
-
-        def poll() -> int | None:
-            if self.handles.get(handle) is not st:
-                return self.error("EBADH")
-            try:
-                got = st.read(size)
-                if got is None:
-                    return None
-                self.regions.check(buf.addr, len(got), write=True)
-                return buf.write(got)
-            except ArgumentError as err:
-                return self.error(err.error)
-            except GuestMemoryError:
-                return self.error("EFAULT")
-
-        return Wait("read", poll=poll, external=isinstance(st, PipeEnd))
-
-    def call_stream_write(self, handle: int, buf: bytes, size: int) -> int:
-        st = self._obj(handle, Stream)
-        self.s.emit("dev", "stream.write", handle=handle, bytes=size)
-        try:
-            return st.write(buf, self.s.now())
-        except OSError as err:
-            raise ArgumentError("ENOSPC", f"host refused the write: {os.strerror(err.errno or 0)}") from None
-
-    def call_handle_close(self, handle: int) -> int:
-        obj = self._obj(handle)
-        if obj is not None and not isinstance(obj, Thread):
-            obj.close(self.s.now())
-        del self.handles[handle]
-        if isinstance(obj, Thread) and obj.handle == handle:
-            obj.handle = 0
-        return 0
-
-    def call_handle_attr(self, handle: int, attr: OutStruct) -> int:
-        obj = self._obj(handle)
-        attr.set(**{"kind": 0, "flags": 0, "size": 0, "offset": 0, "readable": 0, "status": 0,
-                    **obj.attr()})
-        return 0
-
-    def call_stream_seek(self, handle: int, offset: int) -> int:
-        self._obj(handle, FileStream).seek(offset)
-        return 0
-
-    def _listen_name(self, uri: str) -> str:
-        scheme, name = self._scheme(uri)
-        if scheme != "chan":
-            raise ArgumentError("EINVAL", f"{uri!r}: listen and connect take chan: URIs")
-        self._chan_name(uri, name)
-        return name
-
-    def call_stream_listen(self, uri: str, uri_len: int) -> int:
-        name = self._listen_name(uri)
-        if name in self.host.listeners:
-            raise ArgumentError("EEXIST", f"{uri!r} already has a listener")
-        lst = Listener(self.host, name, self.kick)
-        h = self._new_handle(lst)
-        self.host.listeners[name] = lst
-        return h
-
-    def _accept(self, lst: Listener) -> int:
-        conn = lst.pending.popleft()
-        assert conn.rx is not None
-        conn.rx.reader_kick = self.kick
-        try:
-            return self._new_handle(conn)
-        except ArgumentError:
-            conn.close(self.s.now())
-            raise
-
-    def call_stream_accept(self, handle: int) -> int | Wait:
-        lst = self._obj(handle, Listener)
-        if lst.pending:
-            return self._accept(lst)
-
-        def poll() -> int | None:
-            if self.handles.get(handle) is not lst:
-                return self.error("EBADH")
-            if not lst.pending:
-                return None
-            try:
-                return self._accept(lst)
-            except ArgumentError as err:
-                return self.error(err.error)
-
-        return Wait("accept", poll=poll, external=True)
-
-    def call_stream_connect(self, uri: str, uri_len: int) -> int:
-        name = self._listen_name(uri)
-        lst = self.host.listeners.get(name)
-        if lst is None:
-            raise ArgumentError("ENOENT", f"nobody listens on {uri!r}")
-        h = self._new_handle(None)
-        self.handles[h] = lst.connect(self.s.now(), self.kick)
-        return h
-
-    def call_stream_delete(self, uri: str, uri_len: int) -> int:
-        scheme, name = self._scheme(uri)
-        if scheme != "file":
-            raise ArgumentError("EINVAL", "only file: streams can be deleted")
-        try:
-            self.sandbox.delete(name)
-        except StreamError as err:
-            self._refuse_stream("stream_delete", err)
-            raise
-        return 0
 
 def _page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
