@@ -11,9 +11,10 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from unicorn import UC_PROT_ALL, Uc, UcError
+from unicorn import UC_PROT_ALL, Uc
 
 from sim.cpu.rawregs import mem_read as _raw_mem_read
+from sim.cpu.rawregs import mem_write as _raw_mem_write
 
 SMALL_READ = 4096  # reads up to this size skip the binding's per-call buffer
 
@@ -58,12 +59,14 @@ class GuestMemory:
         return bytes(self.uc.mem_read(addr, size))
 
     def write(self, addr: int, data: bytes) -> None:
-        self.check(addr, len(data))
-        if data:
-            try:
-                self.uc.mem_write(addr, bytes(data))
-            except UcError as err:  # pragma: no cover - checked above; keep the reason
-                raise GuestMemoryError(addr, len(data), f"could not be written ({err})") from err
+        size = len(data)
+        self.check(addr, size)
+        if size:
+            # The raw call takes the bytes object's buffer as it is (no copy).
+            status = _raw_mem_write(self._uch, ctypes.c_uint64(addr), bytes(data),
+                                    ctypes.c_size_t(size))
+            if status:  # pragma: no cover - checked above; keep the reason
+                raise GuestMemoryError(addr, size, f"could not be written (error {status})")
 
     def read_u64(self, addr: int) -> int:
         return struct.unpack("<Q", self.read(addr, 8))[0]

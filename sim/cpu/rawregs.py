@@ -33,7 +33,8 @@ _read = _lib.uc_reg_read
 _write = _lib.uc_reg_write
 _batch = _lib.uc_reg_read_batch
 mem_read = _lib.uc_mem_read
-for _fn in (_read, _write, _batch, mem_read):
+mem_write = _lib.uc_mem_write
+for _fn in (_read, _write, _batch, mem_read, mem_write):
     _fn.restype = ctypes.c_int
 _REG_IDS = {reg: ctypes.c_int(reg) for reg in GPRS}
 
