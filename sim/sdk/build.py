@@ -77,7 +77,7 @@ TARGETS: dict[str, Target] = {
     **{name: Target(
         name,
         sources=(f"targets/{name}/crt0.S", f"targets/{name}/backend.c",
-                 "targets/solo5/mft.c", "targets/solo5/notes.S"),
+                 "targets/solo5/mft.c", "targets/solo5/common.c", "targets/solo5/notes.S"),
         linker_script="targets/solo5/link.ld",
         cflags=(f"-DSOLO5_TARGET={nr}", "-mstack-protector-guard=global",
                 "-I", str(SDK_DIR / "targets/solo5")),

@@ -88,28 +88,6 @@ void s5_yield(uint64_t deadline_ns, uint64_t *ready_set)
         *ready_set = p.ready_set;
 }
 
-void sdk_backend_sleep_ns(uint64_t ns)
-{
-    uint64_t deadline = sdk_backend_clock_ns() + ns;
-    while (sdk_backend_clock_ns() < deadline)
-        s5_yield(deadline, 0);
-}
-
-/* No entropy source in hvt: a generator seeded from the (simulated) TSC. */
-int sdk_backend_random(void *buf, size_t len)
-{
-    static uint64_t state;
-    if (!state)
-        state = rdtsc() | 1;
-    uint8_t *out = buf;
-    for (size_t i = 0; i < len; i++) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out[i] = (uint8_t)(state >> 24);
-    }
-    return 0;
-}
 
 int s5_block_write(uint64_t handle, uint64_t offset, const void *buf, size_t len)
 {

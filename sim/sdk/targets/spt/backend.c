@@ -109,27 +109,6 @@ void s5_yield(uint64_t deadline_ns, uint64_t *ready_set)
         *ready_set = ready;
 }
 
-void sdk_backend_sleep_ns(uint64_t ns)
-{
-    uint64_t deadline = sdk_backend_clock_ns() + ns;
-    while (sdk_backend_clock_ns() < deadline)
-        s5_yield(deadline, 0);
-}
-
-int sdk_backend_random(void *buf, size_t len)
-{
-    static uint64_t state;
-    if (!state)
-        state = clock_of(CLOCK_MONOTONIC) | 1;
-    uint8_t *out = buf;
-    for (size_t i = 0; i < len; i++) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out[i] = (uint8_t)(state >> 24);
-    }
-    return 0;
-}
 
 static const struct s5_mft_entry *dev(uint64_t handle, uint32_t type)
 {
