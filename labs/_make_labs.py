@@ -1047,33 +1047,9 @@ LABS["02_attack_surface.ipynb"] = [
 # Lab 5: prototype an ABI change
 # ---------------------------------------------------------------------------
 
-VARIANT_SRC = '''\
-"""Lab 5: the pico ABI plus a batched write (a copy of docs/examples/batched_abi.py)."""
-from sim.libos.abi import Arg, Call, Dir
-from sim.libos.pico_abi import IOVEC, PICO_ABI
-
-STREAM_WRITEV = Call(
-    50, "stream_writev",
-    (Arg("handle", "handle", doc="a stream handle"),
-     Arg("iov", "ptr", Dir.IN, length="iov_bytes", doc="array of struct pico_iovec"),
-     Arg("iov_bytes", doc="16 x number of pieces (at most 64)")),
-    "Write several buffers to a stream in one crossing; returns the bytes written.",
-    family="streams", cost="copy", errors=("EBADH", "EFAULT", "EINVAL"), returns="count")
-
-ABI = PICO_ABI.derive("pico", add=[STREAM_WRITEV], version=PICO_ABI.version + 1)
-
-
-def HANDLERS(pico):
-    def stream_writev(handle, iov, iov_bytes):
-        if iov_bytes % IOVEC.size or iov_bytes > 64 * IOVEC.size:
-            return pico.error("EINVAL")
-        total = 0
-        for i in range(0, iov_bytes, IOVEC.size):
-            piece = IOVEC.decode(iov[i:i + IOVEC.size])
-            total += pico.write_stream(handle, pico.read_guest(piece["buf"], piece["len"]))
-        return total
-    return {"stream_writev": stream_writev}
-'''
+# The variant the lab starts from is the documented example itself, embedded
+# in the notebook so students can read and edit it there.
+VARIANT_SRC = (Path(__file__).resolve().parents[1] / "docs/examples/batched_abi.py").read_text()
 
 APP_SRC = r'''#include <picosim.h>
 #include "pico_abi.h"
