@@ -70,36 +70,43 @@ def format_text(event: Event) -> str:
     return f"{head}{event.kind} {event.name} {rest}".rstrip()
 
 
-class TextSink:
+class _StreamSink:
+    """A sink writing lines to a text stream; subclasses choose the format.
+
+    ``write_insns`` is the hot path of --trace=insn: a block's instructions
+    in one write, the per-address part of each line formatted once
+    (``_insn_tail``). Each subclass spells its per-line format inline in that
+    loop: a method call per line cost 20% of the trace's speed.
+    """
+
     def __init__(self, stream: TextIO, close_stream: bool = False):
         self.stream = stream
         self._close = close_stream
         self._insn_tails: dict[int, str] = {}
 
     def write(self, event: Event) -> None:
-        self.stream.write(format_text(event) + "\n")
-
-    def write_insns(self, guest: str, times: list[int], first: int,
-                    insns: list[tuple[int, dict]]) -> None:
-        """The hot path of --trace=insn: a block's instructions in one write.
-
-        The per-address part of each line is formatted once and cached.
-        """
-        tails = self._insn_tails
-        head = f" {guest:<8} "
-        out = []
-        for i, (addr, fields) in enumerate(insns):
-            tail = tails.get(addr)
-            if tail is None:
-                tail = f"{fields['where']:<28} {fields['bytes']:<24} {fields['asm']}\n"
-                tails[addr] = tail
-            out.append("%12dns %10d%s%s" % (times[i], first + i, head, tail))
-        self.stream.write("".join(out))
+        self.stream.write(self._format(event) + "\n")
 
     def close(self) -> None:
         self.stream.flush()
         if self._close:
             self.stream.close()
+
+
+class TextSink(_StreamSink):
+    _format = staticmethod(format_text)
+
+    @staticmethod
+    def _insn_tail(fields: dict) -> str:
+        return f"{fields['where']:<28} {fields['bytes']:<24} {fields['asm']}\n"
+
+    def write_insns(self, guest: str, times: list[int], first: int,
+                    insns: list[tuple[int, dict]]) -> None:
+        tails, head, out = self._insn_tails, f" {guest:<8} ", []
+        for i, (addr, fields) in enumerate(insns):
+            tail = tails.get(addr) or tails.setdefault(addr, self._insn_tail(fields))
+            out.append("%12dns %10d%s%s" % (times[i], first + i, head, tail))
+        self.stream.write("".join(out))
 
 
 def _json_default(value: Any) -> Any:
@@ -108,33 +115,24 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} in a trace event")
 
 
-class JsonlSink:
-    def __init__(self, stream: TextIO, close_stream: bool = False):
-        self.stream = stream
-        self._close = close_stream
-        self._insn_tails: dict[int, str] = {}
+class JsonlSink(_StreamSink):
+    """JSON Lines; instruction lines are the same bytes write(Event) would give."""
 
-    def write(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.as_dict(), default=_json_default) + "\n")
+    @staticmethod
+    def _format(event: Event) -> str:
+        return json.dumps(event.as_dict(), default=_json_default)
+
+    @staticmethod
+    def _insn_tail(fields: dict) -> str:
+        return json.dumps({"kind": "insn", "name": "exec", **fields})[1:] + "\n"
 
     def write_insns(self, guest: str, times: list[int], first: int,
                     insns: list[tuple[int, dict]]) -> None:
-        # The same bytes write(Event(...)) would give, without the events.
-        tails = self._insn_tails
-        head = f', "guest": {json.dumps(guest)}, '
-        out = []
+        tails, head, out = self._insn_tails, f', "guest": {json.dumps(guest)}, ', []
         for i, (addr, fields) in enumerate(insns):
-            tail = tails.get(addr)
-            if tail is None:
-                tail = json.dumps({"kind": "insn", "name": "exec", **fields})[1:] + "\n"
-                tails[addr] = tail
+            tail = tails.get(addr) or tails.setdefault(addr, self._insn_tail(fields))
             out.append(f'{{"t_ns": {times[i]}, "insn": {first + i}{head}{tail}')
         self.stream.write("".join(out))
-
-    def close(self) -> None:
-        self.stream.flush()
-        if self._close:
-            self.stream.close()
 
 
 class ListSink:
