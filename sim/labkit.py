@@ -389,6 +389,19 @@ def _figure(w: float = 6.4, h: float = 4.0):
     return fig, fig.add_subplot()
 
 
+def _finish(ax, *, title: str, xlabel: str, ylabel: str, logx: bool, logy: bool) -> None:
+    """Scales, labels, grid and title: the same for every figure of the labs."""
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+
+
 def cdf_figure(series: Mapping[str, Sequence[float]], *, title: str = "", xlabel: str = "ms",
                scale: float = 1e-6, logx: bool = True):
     """Empirical CDFs, one line per named series (values in ns scaled to ms)."""
@@ -399,15 +412,9 @@ def cdf_figure(series: Mapping[str, Sequence[float]], *, title: str = "", xlabel
             continue
         n = len(v)
         ax.step(v, [(i + 1) / n for i in range(n)], where="post", label=f"{name} (n={n})")
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of requests")
+    _finish(ax, title=title, xlabel=xlabel, ylabel="fraction of requests", logx=logx, logy=False)
     ax.set_ylim(0, 1.01)
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
     return fig
 
 
@@ -445,16 +452,8 @@ def line_figure(xs: Sequence[float], series: Mapping[str, Sequence[float]], *, t
     fig, ax = _figure()
     for name, ys in series.items():
         ax.plot(xs, ys, marker="o", label=name)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
+    _finish(ax, title=title, xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
     return fig
 
 
@@ -465,15 +464,7 @@ def scatter_figure(points: Mapping[str, tuple[float, float]], *, title: str = ""
     for name, (x, y) in points.items():
         ax.scatter([x], [y])
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    if title:
-        ax.set_title(title)
+    _finish(ax, title=title, xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy)
     return fig
 
 
