@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,lab]'
 	touch $(STAMP)
 
-# The native instruction-accounting hook (pure-Python fallback when absent).
+# The vCPU's native hooks: instruction accounting and the clock-call gate
+# (Python fallbacks when absent).
 native: $(STAMP)
-	$(BIN)/python -m sim.cpu.blockcount --build
+	$(BIN)/python -m sim.cpu.native --build
 
 demo: setup
 	$(BIN)/sim boot hello --trace -- hello from the demo

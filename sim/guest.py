@@ -58,6 +58,8 @@ class Guest:
         self.tracer = tracer
         self.max_insns = max_insns
         self.vcpu = VCPU(self.config.mem_bytes)
+        time = self.config.time
+        self.vcpu.gate.set_time(*time.ns_ratio, time.epoch_ns)
         self.console = Console(on_console)
         self.services = GuestServices(name, image, self.vcpu, self.config, self.console, tracer)
         self.services.env = env
@@ -105,8 +107,15 @@ class Guest:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), 0)
         retired = 0
         time = self.config.time
+        gate = self.vcpu.gate
+        # Natively served calls leave no trace events: only while untraced.
+        gate.clock.open = not self.tracer.kinds
         while True:
             result = self.vcpu.run(budget - retired)
+            served = gate.drain()
+            if served:
+                self.crossings += sum(served.values())
+                self.personality.served_natively(served)
             retired += result.retired
             self.retired += result.retired
             # Later runs in this step start where this one ended (for now()).

@@ -86,15 +86,13 @@ Speed: see docs/performance.md, "Instruction accounting".
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
-from pathlib import Path
 
 import unicorn
 from unicorn import UC_HOOK_BLOCK
+
+from sim.cpu import native
+from sim.cpu.native import available as native_available
+from sim.cpu.native import build
 
 __all__ = [
     "AccountingError",
@@ -104,50 +102,11 @@ __all__ = [
     "retired_before",
 ]
 
-_HERE = Path(__file__).resolve().parent
-_SRC = _HERE / "blockcount.c"
-_EXT = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
-_LIB = _HERE / f"_blockcount{_EXT}"
-
 _UNLIMITED = (1 << 64) - 1
 
 
 class AccountingError(RuntimeError):
     """The native hook could not learn a block's size (should not happen)."""
-
-
-def _unicorn_dirs() -> tuple[Path, Path]:
-    pkg = Path(unicorn.__file__).resolve().parent
-    return pkg / "include", pkg / "lib"
-
-
-def _uclib() -> ctypes.CDLL:
-    # The binding's own handle on libunicorn: the instance that owns every Uc.
-    from unicorn.unicorn_py3 import unicorn as _binding
-
-    return _binding.uclib
-
-
-def build(force: bool = False) -> Path:
-    """Compile blockcount.c into sim/cpu/_blockcount.<so>; return its path.
-
-    Needs only the unicorn headers: libunicorn's functions are handed to the
-    library as pointers at run time (see the comment at the top of
-    blockcount.c), so nothing is linked against the wheel's libunicorn.so.2.
-    Raises FileNotFoundError without gcc and CalledProcessError on a
-    compile error.
-    """
-    if not force and _LIB.exists() and _LIB.stat().st_mtime >= _SRC.stat().st_mtime:
-        return _LIB
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise FileNotFoundError("gcc not found: cannot build the native instruction counter")
-    include, _ = _unicorn_dirs()
-    tmp = _LIB.with_name(f"{_LIB.stem}.{os.getpid()}.tmp{_EXT}")
-    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include), str(_SRC), "-o", str(tmp)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    os.replace(tmp, _LIB)  # atomic: a concurrent loader never sees half a file
-    return _LIB
 
 
 class _State(ctypes.Structure):
@@ -164,13 +123,13 @@ class _State(ctypes.Structure):
     ]
 
 
-_native: ctypes.CDLL | None = None
+_prototyped = False
 
 
 def _load_native() -> ctypes.CDLL | None:
-    global _native
-    if _native is None and _LIB.exists():
-        lib = ctypes.CDLL(str(_LIB))
+    global _prototyped
+    lib = native.load()
+    if lib is not None and not _prototyped:
         vp, u64 = ctypes.c_void_p, ctypes.c_uint64
         lib.bc_new.restype = ctypes.POINTER(_State)
         lib.bc_new.argtypes = [vp, vp, vp, vp, vp]
@@ -182,16 +141,8 @@ def _load_native() -> ctypes.CDLL | None:
         lib.bc_cached.argtypes = [vp, u64]
         lib.bc_free.restype = None
         lib.bc_free.argtypes = [vp]
-        _native = lib
-    return _native
-
-
-def native_available() -> bool:
-    """True if the native library is built and loads."""
-    try:
-        return _load_native() is not None
-    except OSError:
-        return False
+        _prototyped = True
+    return lib
 
 
 def _disassembler():
@@ -259,18 +210,9 @@ class InstructionCounter:
         self._budget_hit = False
         lib = _load_native() if prefer_native else None
         if lib is not None:
-            raw = _uclib()
-
-            def addr(f):
-                return ctypes.cast(f, ctypes.c_void_p).value
-
-            st = lib.bc_new(
-                uc._uch,
-                addr(raw.uc_ctl),
-                addr(raw.uc_emu_stop),
-                addr(raw.uc_hook_add),
-                addr(raw.uc_hook_del),
-            )
+            raw = native.uclib()
+            st = lib.bc_new(uc._uch, *(native.address(f) for f in (
+                raw.uc_ctl, raw.uc_emu_stop, raw.uc_hook_add, raw.uc_hook_del)))
             if not st:
                 raise MemoryError("cannot create the native instruction counter")
             self._lib = lib
@@ -368,6 +310,15 @@ class InstructionCounter:
         return retired - self._cut_fix(block, size, icount)
 
     @property
+    def retired_address(self) -> int | None:
+        """Where the native hook keeps ``retired`` (for other native hooks
+        that tell time), or None for the Python counter or when blocks may
+        be cut (then ``retired`` needs a correction only Python makes)."""
+        if self._c is None or self._cut_blocks:
+            return None
+        return ctypes.addressof(self._c)  # retired is the struct's first field
+
+    @property
     def last_block(self) -> int:
         """Start of the most recently entered block (2**64-1 if none yet)."""
         return self._head()[1]
@@ -438,15 +389,3 @@ class InstructionCounter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _main(argv: list[str]) -> int:
-    if argv[1:] == ["--build"]:
-        path = build(force=True)
-        print(f"built {path}")
-        return 0
-    print("usage: python -m sim.cpu.blockcount --build", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv))

@@ -36,6 +36,7 @@ from unicorn.unicorn_py3.unicorn import uccallback
 
 from sim.cpu import excstate
 from sim.cpu.blockcount import InstructionCounter, retired_before
+from sim.cpu.callgate import CallGate
 from sim.cpu.memory import GuestMemory, GuestMemoryError
 from sim.cpu.rawregs import GPRS, RawRegisters
 
@@ -156,7 +157,9 @@ class VCPU:
         self._backing: tuple[object, object] | None = None  # (mmap, ctypes view) of mapped RAM
         excstate.layout()  # probe once per process, before any guest runs
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
-        self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, aux1=X.UC_X86_INS_SYSCALL)
+        # Every `syscall` enters the gate: registered clock reads are answered
+        # natively, the rest come to _on_syscall.
+        self.gate = CallGate(self.uc, self.counter, self._on_syscall)
         self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
         self.uc.hook_add(UC_HOOK_INSN, self._on_in, aux1=X.UC_X86_INS_IN)
         self._add_rdtsc_hook()
@@ -448,6 +451,7 @@ class VCPU:
         if self._closed:
             return
         self._closed = True
+        self.gate.close()
         self.counter.close()
         self.trap_handler = _no_trap_handler
         self.tsc = lambda retired: retired

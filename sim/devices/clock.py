@@ -20,12 +20,17 @@ class TimeModel:
     cycles_per_insn_milli: int = 1000  # CPI x 1000, integer to stay exact
     epoch_ns: int = DEFAULT_EPOCH_NS
 
+    @property
+    def ns_ratio(self) -> tuple[int, int]:
+        """(mult, div): insns_to_ns(n) == n * mult // div."""
+        return self.cycles_per_insn_milli * 1_000_000, self.clock_hz
+
     def insns_to_ns(self, insns: int) -> int:
         return insns * self.cycles_per_insn_milli * 1_000_000 // self.clock_hz
 
     def insns_to_ns_range(self, first: int, count: int, base_ns: int) -> list[int]:
         """base_ns + insns_to_ns(k) for k = first .. first+count-1 (trace hot path)."""
-        mult, hz = self.cycles_per_insn_milli * 1_000_000, self.clock_hz
+        mult, hz = self.ns_ratio
         return [base_ns + k * mult // hz for k in range(first, first + count)]
 
     def ns_to_tsc(self, ns: int) -> int:

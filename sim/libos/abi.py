@@ -129,6 +129,9 @@ class Call:
     errors: tuple[str, ...] = ()
     returns: str = "status"  # status | value | handle | count
     blocking: bool = False
+    # A call that only reads a clock (one of CLOCK_READS): the vCPU may
+    # answer it without leaving the emulator, like a vDSO.
+    reads_clock: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,9 @@ class Abi:
         )
 
 
+CLOCK_READS = ("monotonic", "wall")
+
+
 def _check_call(abi: Abi, call: Call) -> None:
     where = f"{abi.name}: call {call.name}"
     if not _IDENT.match(call.name):
@@ -221,6 +227,10 @@ def _check_call(abi: Abi, call: Call) -> None:
     for err in call.errors:
         if err not in abi.errors:
             raise AbiError(f"{where}: unknown error {err!r}")
+    if call.reads_clock is not None and (call.reads_clock not in CLOCK_READS or call.args
+                                         or call.blocking or call.returns != "value"):
+        raise AbiError(f"{where}: reads_clock needs one of {', '.join(CLOCK_READS)}, "
+                       "no arguments, no blocking, and returns='value'")
     names = [a.name for a in call.args]
     if len(set(names)) != len(names):
         raise AbiError(f"{where}: duplicate argument names")

@@ -58,21 +58,42 @@ class GuestServices:
         self.tracer = tracer
         self.rng = random.Random(config.seed)
         self.devices: dict[str, Any] = {}
+        # The step's clock lives in the vCPU's syscall gate, which answers
+        # clock calls natively from the same numbers.
+        self.clock = vcpu.gate.clock
         self.step_start_ns = 0
-        self.cost_ns = 0  # simulated ns charged by calls in this step
+        self.cost_ns = 0
         self.insn_base = 0  # instructions retired before this step
         self.env: Any = None  # the SimPy environment, when running under one
 
+    @property
+    def step_start_ns(self) -> int:
+        """Simulated ns where the current run of this step started."""
+        return self.clock.step_ns
+
+    @step_start_ns.setter
+    def step_start_ns(self, ns: int) -> None:
+        self.clock.step_ns = ns
+
+    @property
+    def cost_ns(self) -> int:
+        """Simulated ns charged by calls in this step."""
+        return self.clock.cost_ns
+
+    @cost_ns.setter
+    def cost_ns(self, ns: int) -> None:
+        self.clock.cost_ns = ns
+
     def now(self) -> int:
         """Simulated ns at this instant of the running step."""
-        retired = self.vcpu.counter.retired
-        return self.step_start_ns + self.config.time.insns_to_ns(retired) + self.cost_ns
+        c = self.clock
+        return c.step_ns + self.config.time.insns_to_ns(self.vcpu.counter.retired) + c.cost_ns
 
     def retired(self) -> int:
         return self.insn_base + self.vcpu.counter.retired
 
     def charge(self, ns: int) -> None:
-        self.cost_ns += ns
+        self.clock.cost_ns += ns
 
     def emit(self, kind: str, name: str, **fields: Any) -> None:
         if self.tracer.wants(kind):
@@ -117,6 +138,11 @@ class Personality:
         text = (f"{fault.name} {fault.reason} at {at} (rip={fault.rip:#x}{cr2} "
                 f"ec={fault.error_code:#x}); {why}")
         return GuestExit(FAULT_STATUS.get(fault.vector, 139), f"fault: {text}")
+
+    def served_natively(self, counts: dict[int, int]) -> None:
+        """Calls the vCPU's gate answered without a trap, by number (only
+        those this personality registered with ``vcpu.gate.serve``)."""
+        raise NotImplementedError(f"{self.name} registered no natively served calls")
 
     def trace_call(self, served: Served) -> None:
         if not self.s.tracer.kinds:

@@ -25,6 +25,7 @@ from typing import Any
 from unicorn import x86_const as X
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
+from sim.cpu.callgate import ServeKind
 from sim.cpu.memory import GuestMemoryError
 from sim.cpu.paging import LARGE, PAGE, Mapping, PageTableBuilder
 from sim.cpu.vcpu import Trap
@@ -194,6 +195,7 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
         self.dispatcher = Dispatcher(self.abi, handlers, s.mem, policy=self.regions,
                                      admit=self.monitor.admit)
         self._fast = self._fast_calls(handlers)
+        self._serve_clocks_natively(handlers)
         raw = s.vcpu.raw
         self._rax = lambda value: raw.write(X.UC_X86_REG_RAX, value)
 
@@ -216,6 +218,23 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
             if not c.blocking and all(a.ctype == "u64" for a in c.args)
             and self.monitor.admits_always(c)
         }
+
+    def _serve_clocks_natively(self, handlers: dict[str, Any]) -> None:
+        """Let the vCPU answer the clock reads the manifest always admits,
+        unless a variant ABI gave them handlers of its own."""
+        stock = {"monotonic": (ServeKind.MONOTONIC, self.call_clock_monotonic),
+                 "wall": (ServeKind.WALL, self.call_clock_wall)}
+        gate = self.s.vcpu.gate
+        for c in self.abi.calls:
+            if c.reads_clock is None or not self.monitor.admits_always(c):
+                continue
+            kind, handler = stock[c.reads_clock]
+            if handlers.get(c.name) == handler:
+                gate.serve(c.nr, kind, self.abi.cost_classes[c.cost])
+
+    def served_natively(self, counts: dict[int, int]) -> None:
+        for nr, n in counts.items():
+            self.monitor.used[self.abi.by_nr[nr].name] += n
 
     def on_trap(self, trap: Trap) -> bool:
         if trap.kind != "syscall":
@@ -289,7 +308,8 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
             "next_handle": self._next_handle,
             "next_tid": self.sched.next_tid,
             "switches": self.sched.switches,
-            "monitor": {"used": dict(self.monitor.used), "denied": dict(self.monitor.denied)},
+            "monitor": {"used": dict(sorted(self.monitor.used.items())),
+                        "denied": dict(sorted(self.monitor.denied.items()))},
         }
 
     def restore_state(self, st: dict) -> None:

@@ -1,0 +1,152 @@
+/* The vCPU's syscall gate (see callgate.py).
+ *
+ * A UC_HOOK_INSN hook on `syscall`. While the gate is open, a call whose
+ * number (RAX) the personality registered as a clock read is answered
+ * here, inside the emulator, the way Linux's vDSO answers clock_gettime
+ * without entering the kernel: RAX gets the simulated time of this very
+ * instruction, the call's cost is charged, and the call is counted. Every
+ * other syscall goes to the Python callback, which is the vCPU's ordinary
+ * trap path.
+ *
+ * Simulated time here is the formula of sim.devices.clock.TimeModel:
+ *     now = step_ns + retired * mult / hz + cost_ns
+ * with retired read from the instruction counter's state (blockcount.c),
+ * so the number is the one the Python side would have computed.
+ *
+ * Like blockcount.c, this file calls no libunicorn symbol directly: the
+ * functions it needs are handed in as pointers taken from the binding's own
+ * library object.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <unicorn/unicorn.h>
+#include <unicorn/x86.h>
+
+typedef uc_err (*hook_add_fn)(uc_engine *, uc_hook *, int, void *, void *,
+                              uint64_t, uint64_t, ...);
+typedef uc_err (*hook_del_fn)(uc_engine *, uc_hook);
+typedef uc_err (*reg_fn)(uc_engine *, int, void *);
+typedef void (*fallback_fn)(uc_engine *, void *);
+
+#define GATE_CALLS 1024 /* call numbers the gate can serve: 0 .. GATE_CALLS-1 */
+
+enum { SERVE_PYTHON = 0, SERVE_MONOTONIC = 1, SERVE_WALL = 2 };
+
+/* Simulated time of the running step. It lives in Python-owned memory
+ * (callgate.py's Clock mirrors it: keep the order and types in step), so
+ * Python reads and writes it as plain attributes and it outlives the gate. */
+struct clock {
+    uint64_t step_ns;  /* simulated ns at the start of this run */
+    uint64_t cost_ns;  /* ns charged by calls in this step */
+    uint64_t mult;     /* cycles per instruction x 1000 x 1000000 */
+    uint64_t hz;       /* clock rate */
+    uint64_t epoch_ns; /* wall clock at simulated time 0 */
+    uint64_t served;   /* calls answered here since the last drain */
+    uint32_t open;     /* 0: every call goes to Python */
+    uint32_t pad;
+};
+
+struct gate {
+    struct clock *clock;
+    const uint64_t *retired; /* the instruction counter's running count */
+    uc_engine *uc;
+    uc_hook hook;
+    hook_del_fn hook_del;
+    reg_fn reg_read;
+    reg_fn reg_write;
+    fallback_fn fallback;
+    uint8_t kind[GATE_CALLS];
+    uint64_t cost[GATE_CALLS];
+    uint64_t count[GATE_CALLS];
+};
+
+static uint64_t now_ns(const struct clock *c, uint64_t retired)
+{
+    unsigned __int128 insn_ns = (unsigned __int128)retired * c->mult / c->hz;
+    return c->step_ns + (uint64_t)insn_ns + c->cost_ns;
+}
+
+static void syscall_hook(uc_engine *uc, void *ud)
+{
+    struct gate *g = ud;
+    struct clock *c = g->clock;
+    if (c->open) {
+        uint64_t nr;
+        if (g->reg_read(uc, UC_X86_REG_RAX, &nr) == UC_ERR_OK && nr < GATE_CALLS &&
+            g->kind[nr] != SERVE_PYTHON) {
+            uint64_t value = now_ns(c, *g->retired);
+            if (g->kind[nr] == SERVE_WALL)
+                value += c->epoch_ns;
+            /* Charged after the read, as the Python path does. */
+            c->cost_ns += g->cost[nr];
+            g->count[nr]++;
+            c->served++;
+            g->reg_write(uc, UC_X86_REG_RAX, &value);
+            return;
+        }
+    }
+    g->fallback(uc, NULL);
+}
+
+struct gate *cg_new(uc_engine *uc, struct clock *clock,
+                    const uint64_t *retired, void *hook_add,
+                    void *hook_del, void *reg_read, void *reg_write,
+                    void *fallback)
+{
+    struct gate *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->clock = clock;
+    g->retired = retired;
+    g->uc = uc;
+    g->hook_del = (hook_del_fn)hook_del;
+    g->reg_read = (reg_fn)reg_read;
+    g->reg_write = (reg_fn)reg_write;
+    g->fallback = (fallback_fn)fallback;
+    uc_err err = ((hook_add_fn)hook_add)(uc, &g->hook, UC_HOOK_INSN,
+                                         (void *)syscall_hook, g, 1, 0,
+                                         UC_X86_INS_SYSCALL);
+    if (err != UC_ERR_OK) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Serve call nr here as a clock read of the given kind (SERVE_PYTHON
+ * hands it back to Python). Returns -1 for a number out of range. */
+int cg_serve(struct gate *g, uint64_t nr, uint32_t kind, uint64_t cost_ns)
+{
+    if (nr >= GATE_CALLS || kind > SERVE_WALL)
+        return -1;
+    g->kind[nr] = (uint8_t)kind;
+    g->cost[nr] = cost_ns;
+    return 0;
+}
+
+/* Move the per-call counts into out[0..GATE_CALLS) (added) and clear them. */
+void cg_drain(struct gate *g, uint64_t *out)
+{
+    for (size_t nr = 0; nr < GATE_CALLS; nr++) {
+        if (g->count[nr]) {
+            out[nr] += g->count[nr];
+            g->count[nr] = 0;
+        }
+    }
+    g->clock->served = 0;
+}
+
+/* now_ns for a given instruction count: lets tests hold the formula to
+ * TimeModel's. */
+uint64_t cg_time_at(struct gate *g, uint64_t retired)
+{
+    return now_ns(g->clock, retired);
+}
+
+void cg_free(struct gate *g)
+{
+    if (!g)
+        return;
+    g->hook_del(g->uc, g->hook);
+    free(g);
+}

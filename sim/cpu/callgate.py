@@ -1,0 +1,151 @@
+"""The vCPU's syscall gate: clock reads answered inside the emulator.
+
+Every `syscall` a guest executes enters the gate. A call number that a
+personality registered with :meth:`CallGate.serve` as a clock read is
+answered by the native hook (``callgate.c``) without leaving the emulator,
+much as Linux's vDSO answers ``clock_gettime`` without entering the kernel:
+RAX gets the simulated time of that instruction, the call's cost is
+charged, and the call is counted for the personality (see :meth:`drain`).
+Every other call goes to the Python trap path.
+
+Why: a Python hook costs ~0.4 us per call before it does anything
+(docs/performance.md, "Pico ABI"), so a call served in Python cannot come
+near the cost of a real system call; a clock read is the call guests make
+most often and needs nothing from Python.
+
+:class:`Clock` holds the simulated time of the running step (start of the
+run, ns charged so far, the time model's ratio). It is the one copy of
+those numbers: Python reads and writes it as attributes and the native
+hook reads it in place. Without the native library (or when the gate is
+closed, as it is while calls are traced) everything takes the Python path
+and the results are the same, number for number.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from enum import IntEnum
+
+from unicorn import UC_HOOK_INSN, Uc
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_SYSCALL_CFUNC
+from unicorn.unicorn_py3.unicorn import uccallback
+
+from sim.cpu import native
+from sim.cpu.blockcount import InstructionCounter
+
+GATE_CALLS = 1024  # call numbers the native hook can serve (GATE_CALLS in callgate.c)
+_U64 = 1 << 64
+
+
+class ServeKind(IntEnum):
+    """What the gate answers for a call number (values as in callgate.c)."""
+
+    PYTHON = 0  # the Python trap path
+    MONOTONIC = 1  # simulated ns since boot
+    WALL = 2  # the same plus the wall-clock epoch
+
+
+class Clock(ctypes.Structure):
+    """Simulated time of the running step; mirrors struct clock in callgate.c."""
+
+    _fields_ = [
+        ("step_ns", ctypes.c_uint64),  # simulated ns where this run started
+        ("cost_ns", ctypes.c_uint64),  # ns charged by calls in this step
+        ("mult", ctypes.c_uint64),  # cycles per instruction (milli) x 10**6
+        ("hz", ctypes.c_uint64),  # clock rate
+        ("epoch_ns", ctypes.c_uint64),  # wall clock at simulated time 0
+        ("served", ctypes.c_uint64),  # calls answered natively since drain()
+        ("open", ctypes.c_uint32),  # 0: every call takes the Python path
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+_prototyped = False
+
+
+def _library() -> ctypes.CDLL | None:
+    global _prototyped
+    lib = native.load()
+    if lib is not None and not _prototyped:
+        vp, u64 = ctypes.c_void_p, ctypes.c_uint64
+        lib.cg_new.restype = vp
+        lib.cg_new.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp]
+        lib.cg_serve.restype = ctypes.c_int
+        lib.cg_serve.argtypes = [vp, u64, ctypes.c_uint32, u64]
+        lib.cg_drain.restype = None
+        lib.cg_drain.argtypes = [vp, vp]
+        lib.cg_time_at.restype = u64
+        lib.cg_time_at.argtypes = [vp, u64]
+        lib.cg_free.restype = None
+        lib.cg_free.argtypes = [vp]
+        _prototyped = True
+    return lib
+
+
+class CallGate:
+    """Routes a vCPU's syscalls: registered clock reads natively, the rest
+    to ``on_syscall(uc, user_data)`` (the vCPU's Python trap hook)."""
+
+    def __init__(self, uc: Uc, counter: InstructionCounter,
+                 on_syscall: Callable[[Uc, object], None]):
+        self._uc = uc
+        self._gate: int | None = None
+        self._counts = (ctypes.c_uint64 * GATE_CALLS)()
+        self.clock = Clock(hz=1)
+        self._fits = False  # set_time found numbers the C hook can hold
+        retired = counter.retired_address
+        lib = _library() if retired is not None else None
+        if lib is None:
+            uc.hook_add(UC_HOOK_INSN, on_syscall, aux1=X.UC_X86_INS_SYSCALL)
+            self.native = False
+            return
+        # The binding's decorator: an exception in the Python path is kept,
+        # emulation stops, and emu_start raises it.
+        self._fallback = uccallback(uc, HOOK_INSN_SYSCALL_CFUNC)(on_syscall)
+        raw = native.uclib()
+        gate = lib.cg_new(uc._uch, ctypes.addressof(self.clock), retired, *(native.address(f) for f in (
+            raw.uc_hook_add, raw.uc_hook_del, raw.uc_reg_read, raw.uc_reg_write,
+            self._fallback)))
+        if not gate:
+            raise MemoryError("cannot create the vCPU's syscall gate")
+        self._lib = lib
+        self._gate = gate
+        self.native = True
+
+    def set_time(self, mult: int, hz: int, epoch_ns: int) -> None:
+        """The time model: ns = retired * mult // hz (see TimeModel.insns_to_ns)."""
+        self._fits = 0 <= mult < _U64 and 0 < hz < _U64 and 0 <= epoch_ns < _U64
+        if self._fits:  # else serve nothing natively: the Python path takes all
+            self.clock.mult, self.clock.hz, self.clock.epoch_ns = mult, hz, epoch_ns
+
+    def serve(self, nr: int, kind: ServeKind, cost_ns: int) -> bool:
+        """Answer call ``nr`` natively as a clock read costing ``cost_ns``.
+        False (and the call stays on the Python path) without the native
+        library, for a number out of range or a time model C cannot hold."""
+        if self._gate is None or not self._fits:
+            return False
+        if not (0 <= nr < GATE_CALLS and 0 <= cost_ns < _U64):
+            return False
+        return self._lib.cg_serve(self._gate, nr, int(kind), cost_ns) == 0
+
+    def drain(self) -> dict[int, int]:
+        """Calls answered natively since the last drain, by number."""
+        if self._gate is None or not self.clock.served:
+            return {}
+        counts = self._counts
+        ctypes.memset(counts, 0, ctypes.sizeof(counts))
+        self._lib.cg_drain(self._gate, counts)
+        return {nr: n for nr, n in enumerate(counts) if n}
+
+    def time_at(self, retired: int) -> int:
+        """The native formula's ns for ``retired`` instructions (for tests)."""
+        if self._gate is None:
+            raise RuntimeError("the native gate is not built")
+        return self._lib.cg_time_at(self._gate, retired)
+
+    def close(self) -> None:
+        if self._gate is not None:
+            self._lib.cg_free(self._gate)
+            self._gate = None

@@ -1,0 +1,147 @@
+"""The vCPU's syscall gate: clock reads answered natively give the numbers
+the Python path gives, never bypass the monitor, and never hide an error."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from picohelp import build, needs_gcc, run
+from unicorn import x86_const as X
+
+from sim.cpu import native
+from sim.cpu.callgate import GATE_CALLS, ServeKind
+from sim.cpu.vcpu import VCPU
+from sim.devices.clock import TimeModel
+from sim.libos.pico_abi import PICO_ABI
+
+needs_native = pytest.mark.skipif(not native.available(), reason="native hooks not built")
+
+CLOCKS = r"""
+#include <picolibos.h>
+int main(int argc, char **argv)
+{
+    unsigned long rounds = strtoul(argv[1], NULL, 0), sum = 0;
+    for (unsigned long i = 0; i < rounds; i++) {
+        unsigned long t = pico_clock_monotonic();
+        for (unsigned long k = 0; k < (t & 63); k++)  /* work that depends on t */
+            sum += k * t;
+        printf("%lu %lu %lu\n", t, (unsigned long)pico_clock_wall(), sum & 0xffff);
+    }
+    return 0;
+}
+"""
+ALL_CALLS = '[pico]\ncalls = ["*"]\nuris = ["console:"]\n'
+
+
+@pytest.fixture(scope="module")
+def clocks(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    return build(tmp_path_factory.mktemp("gate"), CLOCKS, "clocks", ALL_CALLS)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(retired=st.integers(0, 2**40), cpi_milli=st.integers(1, 10**6),
+       hz=st.integers(1, 10**12), step=st.integers(0, 2**60), cost=st.integers(0, 2**40))
+def test_native_time_formula_is_the_time_model(retired, cpi_milli, hz, step, cost):
+    time = TimeModel(clock_hz=hz, cycles_per_insn_milli=cpi_milli)
+    vcpu = VCPU(1 << 20)
+    try:
+        vcpu.gate.set_time(*time.ns_ratio, time.epoch_ns)
+        vcpu.gate.clock.step_ns, vcpu.gate.clock.cost_ns = step, cost
+        expected = step + time.insns_to_ns(retired) + cost
+        assert vcpu.gate.time_at(retired) == expected % (1 << 64)
+    finally:
+        vcpu.close()
+
+
+@needs_native
+def test_clock_calls_answered_natively_match_the_python_path(clocks):
+    # Traced runs close the gate (every call takes the Python path); the
+    # untraced run answers the clock reads natively. Same output, same
+    # time, same calls counted.
+    fast, fast_out, _, fast_guest = run(clocks, "40", kinds=())
+    slow, slow_out, sink, slow_guest = run(clocks, "40", kinds=("call",))
+    assert fast.stopped.status == slow.stopped.status == 0
+    assert fast_out == slow_out and fast_out.count(b"\n") == 40
+    assert (fast.t_ns, fast.retired, fast.crossings) == (slow.t_ns, slow.retired, slow.crossings)
+    used = fast_guest.personality.monitor.used
+    assert used == slow_guest.personality.monitor.used
+    assert used["clock_monotonic"] == used["clock_wall"] == 40
+    traced = [e.name for e in sink.events if e.kind == "call"]
+    assert traced.count("clock_monotonic") == 40  # the traced run saw every call
+    assert fast_guest.vcpu.gate.native
+
+
+@needs_native
+@pytest.mark.parametrize("slice_insns", [1_000, 37_000])
+def test_both_paths_agree_whatever_the_slice(clocks, slice_insns):
+    fast = run(clocks, "25", kinds=(), slice_insns=slice_insns)
+    slow = run(clocks, "25", kinds=("call",), slice_insns=slice_insns)
+    assert fast[1] == slow[1] and fast[0].t_ns == slow[0].t_ns
+
+
+@needs_gcc
+def test_a_clock_the_manifest_denies_is_denied_untraced_too(tmp_path):
+    # The gate only answers calls the monitor admits whatever the arguments.
+    image = build(tmp_path, r"""
+#include <picolibos.h>
+int main(void) { printf("%ld\n", (long)pico_clock_monotonic()); return 0; }
+""", "nowall", '[pico]\ncalls = ["exit", "console_write", "cmdline"]\nuris = ["console:"]\n')
+    result, out, _, guest = run(image, kinds=())
+    assert result.stopped.status == 0
+    assert out == f"{PICO_ABI.errors['EPERM'][0]}\n".encode()
+    assert guest.personality.monitor.denied["clock_monotonic"] == 1
+
+
+def test_every_other_syscall_reaches_python_and_its_errors_propagate():
+    vcpu = VCPU(1 << 20)
+    try:
+        vcpu.gate.set_time(*TimeModel().ns_ratio, 0)
+        assert not vcpu.gate.serve(GATE_CALLS, ServeKind.MONOTONIC, 0)  # out of range
+        vcpu.gate.serve(3, ServeKind.MONOTONIC, 0)
+        vcpu.gate.clock.open = 1
+        vcpu.mem.write(0x1000, bytes.fromhex("0f05" "0f05" "f4"))  # syscall; syscall; hlt
+        seen = []
+
+        def handler(trap):
+            seen.append(vcpu.reg(X.UC_X86_REG_RAX))
+            raise ValueError("host-side bug in a handler")
+
+        vcpu.trap_handler = handler
+        vcpu.set_reg(X.UC_X86_REG_RAX, 1000)
+        vcpu.set_reg(X.UC_X86_REG_RIP, 0x1000)
+        with pytest.raises(ValueError, match="host-side bug"):
+            vcpu.run(100)
+        assert seen == [1000]
+    finally:
+        vcpu.close()
+
+
+def test_gate_closed_sends_served_numbers_to_python_too():
+    vcpu = VCPU(1 << 20)
+    try:
+        vcpu.gate.set_time(*TimeModel().ns_ratio, 0)
+        vcpu.gate.serve(3, ServeKind.MONOTONIC, 0)
+        vcpu.gate.clock.open = 0
+        vcpu.mem.write(0x1000, bytes.fromhex("0f05" "f4"))
+        seen = []
+        vcpu.trap_handler = lambda trap: seen.append(vcpu.reg(X.UC_X86_REG_RAX)) or False
+        vcpu.set_reg(X.UC_X86_REG_RAX, 3)
+        vcpu.set_reg(X.UC_X86_REG_RIP, 0x1000)
+        vcpu.run(100)
+        assert seen == [3] and vcpu.gate.drain() == {}
+    finally:
+        vcpu.close()
+
+
+def test_without_the_native_library_the_numbers_are_the_same(clocks, monkeypatch):
+    reference = run(clocks, "10", kinds=())
+    monkeypatch.setattr(native, "load", lambda: None)
+    result, out, _, guest = run(clocks, "10", kinds=())
+    assert not guest.vcpu.gate.native and guest.vcpu.counter.kind == "python"
+    assert out == reference[1] and result.t_ns == reference[0].t_ns
