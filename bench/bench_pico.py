@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/bench_pico.py [--calls N]
 
-Three loops of N host calls each, timed in wall-clock seconds:
+Loops of N host calls each, timed in wall-clock seconds:
 * bare: Unicorn running ``syscall; dec rcx; jnz`` with a Python syscall hook
-  that does nothing (the floor any syscall-based ABI pays);
-* clock: a pico guest calling clock_monotonic N times (the cheapest call:
-  decode, monitor, handler, trace check, result);
+  that does nothing (the floor any Python-served call pays);
+* clock: a pico guest calling clock_monotonic N times, answered by the
+  vCPU's native gate (sim/cpu/callgate.py), as in any untraced run;
+* clock, Python path: the same loop with the gate closed for that call, as
+  in a traced run (decode, monitor, handler, result, all in Python);
 * write4k: a pico guest writing 4 KiB to a console: stream N times.
 The guest loops are timed as (run with N) - (run with 0), so boot and
 start-up do not count. Needs gcc (the guest is built with the SDK).
@@ -54,14 +56,18 @@ def bare(n: int) -> float:
     return time.perf_counter() - t
 
 
-def guest(image: Path, mode: str, n: int) -> float:
+def guest(image: Path, mode: str, n: int, gate: bool = True) -> float:
     from sim.boot import run_alone
+    from sim.cpu.callgate import ServeKind
     from sim.guest import Guest
     from sim.image import Image
     from sim.libos.personality import BootConfig
+    from sim.libos.pico_abi import PICO_ABI
 
     g = Guest(Image.load(image), BootConfig(args=("bench", mode, str(n))),
               on_console=lambda _d: None)
+    if not gate:
+        g.vcpu.gate.serve(PICO_ABI.by_name["clock_monotonic"].nr, ServeKind.PYTHON, 0)
     try:
         t = time.perf_counter()
         result = run_alone(g)
@@ -87,15 +93,18 @@ def main() -> None:
                           cflags=("-mstack-protector-guard=global",))
         (Path(tmp) / "bench.policy.toml").write_text(POLICY)
         rows = {"bare syscall hook": min(bare(n) for _ in range(args.repeat))}
-        for mode, label in (("c", "pico clock_monotonic"), ("w", "pico stream_write 4 KiB")):
-            base = min(guest(image, mode, 0) for _ in range(args.repeat))
-            full = min(guest(image, mode, n) for _ in range(args.repeat))
+        loops = (("c", True, "pico clock_monotonic (gate)"),
+                 ("c", False, "pico clock_monotonic (Python)"),
+                 ("w", True, "pico stream_write 4 KiB"))
+        for mode, gate, label in loops:
+            base = min(guest(image, mode, 0, gate) for _ in range(args.repeat))
+            full = min(guest(image, mode, n, gate) for _ in range(args.repeat))
             rows[label] = max(full - base, 1e-9)
     floor = rows["bare syscall hook"]
     print(f"{n} calls each, best of {args.repeat}")
-    print(f"{'loop':28s} {'us/call':>9s} {'calls/s':>12s} {'x bare':>7s}")
+    print(f"{'loop':30s} {'us/call':>9s} {'calls/s':>12s} {'x bare':>7s}")
     for label, secs in rows.items():
-        print(f"{label:28s} {secs / n * 1e6:9.2f} {n / secs:12,.0f} {secs / floor:7.1f}")
+        print(f"{label:30s} {secs / n * 1e6:9.2f} {n / secs:12,.0f} {secs / floor:7.2f}")
 
 
 if __name__ == "__main__":

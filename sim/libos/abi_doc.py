@@ -25,6 +25,8 @@ def markdown_doc(abi: Abi) -> str:
               "|---:|---|---|---|---|---|"]
     for c in sorted(abi.calls, key=lambda c: c.nr):
         block = " (blocks)" if c.blocking else ""
+        if c.reads_clock:
+            block += " (answered inside the vCPU when the manifest always admits it)"
         lines.append(f"| {c.nr} | `{c.name}` | {c.family} | {c.cost} | {c.returns} | {c.doc}{block} |")
     lines += ["", "## Calls", ""]
     for c in sorted(abi.calls, key=lambda c: c.nr):
