@@ -113,3 +113,20 @@ def test_cli_peer_option(tmp_path):
     assert "served 21 requests" in proc.stdout
     assert "[kv_client] kv_client: 20 requests, 0 bad replies" in proc.stderr
     assert "surface" in proc.stderr
+
+
+GUESTS = EXAMPLES.parent.parent / "tests" / "guests" / "pico"
+THREADED_HEAP = '[pico]\ncalls = ["*"]\nuris = ["console:"]\nthreads = 8\nmemory = "4 MiB"\n'
+
+
+@needs_gcc
+def test_threads_share_the_heap_whatever_the_slice(tmp_path):
+    # Preempted inside malloc or free, a thread must not corrupt the heap.
+    image = build(tmp_path, GUESTS / "mtheap.c", "mtheap", THREADED_HEAP)
+    waits = []
+    for slice_insns in (317, 1_000, 20_000):
+        result, out, _, guest = run(image, "300", slice_insns=slice_insns)
+        assert result.stopped.status == 0, (slice_insns, out, result.stopped.reason)
+        assert out.startswith(b"SUCCESS: 0 failures"), out
+        waits.append(guest.personality.monitor.used["futex_wait"])
+    assert waits[0] > 0  # short slices did preempt threads holding the heap lock

@@ -219,6 +219,8 @@ uint64_t t_sdk_backend_clock_ns(void) { return 1; }
 uint64_t t_sdk_backend_wall_ns(void) { return 2; }
 void t_sdk_backend_sleep_ns(uint64_t ns) { (void)ns; }
 int t_sdk_backend_random(void *b, size_t n) { memset(b, 7, n); return 0; }
+void t_sdk_backend_heap_lock(void) { }
+void t_sdk_backend_heap_unlock(void) { }
 
 static int failures;
 #define CHECK(cond) do { if (!(cond)) { printf("FAIL line %d: %s\n", __LINE__, #cond); failures++; } } while (0)

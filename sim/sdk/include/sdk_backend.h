@@ -23,6 +23,11 @@ uint64_t sdk_backend_wall_ns(void);
 void sdk_backend_sleep_ns(uint64_t ns);
 /* Fill buf with len random bytes; 0 on success, negative on failure. */
 int sdk_backend_random(void *buf, size_t len);
+/* Take and release the heap's lock: malloc and free hold it, so threads
+ * that a target preempts anywhere can share one heap. A target whose
+ * guests have one thread makes these do nothing. */
+void sdk_backend_heap_lock(void);
+void sdk_backend_heap_unlock(void);
 
 /* Provided by the libc, called by the target's start-up code exactly once:
  * sets up the stack guard, the heap arena [heap_start, heap_end) and argv

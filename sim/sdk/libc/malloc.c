@@ -4,8 +4,11 @@
  * Every block starts with a 16-byte header holding its total size (header
  * included, a multiple of 16) and, while free, the next free block; while
  * allocated, the second word holds a magic number so that free() can catch
- * pointers it never handed out and double frees. Payloads are 16-aligned. */
+ * pointers it never handed out and double frees. Payloads are 16-aligned.
+ * malloc and free hold the backend's heap lock: pico threads share the heap
+ * and may be preempted anywhere. */
 #include "picosim.h"
+#include "sdk_backend.h"
 
 #define ALIGN 16
 #define MAGIC_USED 0x5d1c0ffee0ddba11ULL
@@ -43,13 +46,8 @@ void sdk_heap_init(void *start, void *end)
     free_list->next = NULL;
 }
 
-void *malloc(size_t size)
+static void *take(size_t need)
 {
-    if (size == 0)
-        size = 1;
-    if (size > (size_t)(arena_end - arena_start))
-        return NULL;
-    size_t need = (size + sizeof(struct block) + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     struct block **link = &free_list;
     for (struct block *b = free_list; b; link = &b->next, b = b->next) {
         if (b->size < need)
@@ -69,6 +67,19 @@ void *malloc(size_t size)
     return NULL;
 }
 
+void *malloc(size_t size)
+{
+    if (size == 0)
+        size = 1;
+    if (size > (size_t)(arena_end - arena_start))
+        return NULL;
+    size_t need = (size + sizeof(struct block) + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    sdk_backend_heap_lock();
+    void *p = take(need);
+    sdk_backend_heap_unlock();
+    return p;
+}
+
 static struct block *header_of(void *p)
 {
     struct block *b = (struct block *)p - 1;
@@ -79,11 +90,8 @@ static struct block *header_of(void *p)
     return b;
 }
 
-void free(void *p)
+static void give_back(struct block *b)
 {
-    if (!p)
-        return;
-    struct block *b = header_of(p);
     struct block *prev = NULL, *next = free_list;
     while (next && next < b) {
         prev = next;
@@ -104,6 +112,15 @@ void free(void *p)
     }
 }
 
+void free(void *p)
+{
+    if (!p)
+        return;
+    sdk_backend_heap_lock();
+    give_back(header_of(p));
+    sdk_backend_heap_unlock();
+}
+
 void *calloc(size_t n, size_t size)
 {
     if (size && n > (size_t)-1 / size)
@@ -122,8 +139,9 @@ void *realloc(void *p, size_t size)
         free(p);
         return NULL;
     }
-    struct block *b = header_of(p);
-    size_t have = b->size - sizeof(struct block);
+    sdk_backend_heap_lock();
+    size_t have = header_of(p)->size - sizeof(struct block);
+    sdk_backend_heap_unlock();
     if (size <= have)
         return p;
     void *q = malloc(size);
@@ -137,12 +155,14 @@ void *realloc(void *p, size_t size)
 void sdk_heap_stats(size_t *free_bytes, size_t *largest_block)
 {
     size_t total = 0, largest = 0;
+    sdk_backend_heap_lock();
     for (struct block *b = free_list; b; b = b->next) {
         size_t payload = b->size - sizeof(struct block);
         total += payload;
         if (payload > largest)
             largest = payload;
     }
+    sdk_backend_heap_unlock();
     if (free_bytes)
         *free_bytes = total;
     if (largest_block)

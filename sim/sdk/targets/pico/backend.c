@@ -1,6 +1,6 @@
 /* The pico backend: the SDK's backend interface on the pico ABI's calls
  * (pico_abi.h is generated from sim/libos/pico_abi.py at build time). */
-#include "pico_abi.h"
+#include "picolibos.h"
 #include "sdk_backend.h"
 
 #define PICO_ABORT_STATUS 134 /* 128 + SIGABRT, as a shell reports abort() */
@@ -47,6 +47,19 @@ int sdk_backend_random(void *buf, size_t len)
 {
     long n = pico_random_bytes(buf, len);
     return n < 0 ? (int)n : 0;
+}
+
+/* Threads are preempted at any slice end, inside malloc too. */
+static pl_mutex_t heap_mutex = PL_MUTEX_INIT;
+
+void sdk_backend_heap_lock(void)
+{
+    pl_mutex_lock(&heap_mutex);
+}
+
+void sdk_backend_heap_unlock(void)
+{
+    pl_mutex_unlock(&heap_mutex);
 }
 
 static char cmdline[4096];

@@ -25,3 +25,12 @@ int sdk_backend_random(void *buf, size_t len)
     }
     return 0;
 }
+
+/* A Solo5 unikernel has one thread: nothing to lock. */
+void sdk_backend_heap_lock(void)
+{
+}
+
+void sdk_backend_heap_unlock(void)
+{
+}
