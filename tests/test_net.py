@@ -376,6 +376,56 @@ def test_peer_answers_a_scapy_ping_and_ignores_bad_checksums():
     assert guest.recv() is None
 
 
+def _echo_reply_of(request: bytes) -> bytes | None:
+    """What the peer sends back for one frame from MAC_B, or None."""
+    env = simpy.Environment()
+    switch = Switch(env, seed=0)
+    PingPeer(env, switch)
+    guest = Nic(switch, "service0", MAC_B)
+    guest.send(request)
+    env.run()
+    return guest.recv()
+
+
+def _echo_request(ident: int, seq: int, data: bytes, options: bytes = b"") -> bytes:
+    icmp = icmp_echo(8, ident, seq, data)
+    ihl = 5 + len(options) // 4
+    header = bytearray(
+        bytes([0x40 | ihl, 0, 0, 0, 0, 1, 0, 0, 64, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1]) + options
+    )
+    header[2:4] = (len(header) + len(icmp)).to_bytes(2, "big")
+    header[10:12] = checksum(bytes(header)).to_bytes(2, "big")
+    return MAC_A + MAC_B + b"\x08\x00" + bytes(header) + icmp
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ident=st.integers(0, 0xFFFF),
+    seq=st.integers(0, 0xFFFF),
+    data=st.binary(max_size=300),
+    options=st.sampled_from([b"", b"\x01\x01\x01\x00", bytes(8)]),
+)
+def test_peer_echo_reply_is_the_encoders_reply(ident, seq, data, options):
+    """The peer builds its reply in one pass (headers packed at once, the ICMP
+    checksum derived from the request's): the bytes are those of the encoders."""
+    reply = _echo_reply_of(_echo_request(ident, seq, data, options))
+    # The peer's first IPv4 packet has ident 1.
+    expected = MAC_B + MAC_A + b"\x08\x00" + ipv4(
+        bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 1, icmp_echo(0, ident, seq, data), ident=1
+    )
+    assert reply == expected
+
+
+def test_peer_echo_reply_checksum_when_the_sum_is_ambiguous():
+    """Requests whose reply sums to 0 (mod 0xffff): the checksum is summed again."""
+    # All-zero reply message: its checksum is 0xffff; and one whose sum is 0 mod 0xffff.
+    for ident, seq, data in ((0, 0, bytes(6)), (0xFFFF, 0, b""), (0x1234, 0xEDCB, b"")):
+        reply = _echo_reply_of(_echo_request(ident, seq, data))
+        icmp = reply[34:]
+        assert icmp[:2] == b"\0\0" and checksum(icmp) == 0
+        assert icmp[2:4] == checksum(b"\0\0\0\0" + icmp[4:]).to_bytes(2, "big")
+
+
 def test_peer_pings_a_guest_nic_that_waits_in_simulated_time():
     """A guest-like process blocks on wait_frame and answers with scapy-built frames."""
     env = simpy.Environment()

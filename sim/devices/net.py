@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import simpy
+from simpy.events import NORMAL, Event
 
 from sim.devices.pcap import PcapWriter
 
@@ -90,6 +91,22 @@ class Link:
     delivered: int = 0
 
 
+class _Copy(Event):
+    """One copy of a frame on its way down a link: an event that fires when
+    it arrives. Scheduled directly (no Timeout, no closure per frame)."""
+
+    def __init__(self, switch: Switch, ticket: int, when: int, out: int, frame: bytes):
+        self.env = switch.env
+        self.callbacks = [switch._arrive]
+        self._ok = True
+        self._value = None
+        self.ticket = ticket
+        self.when = when
+        self.out = out
+        self.frame = frame
+        self.generation = switch._generation
+
+
 class Switch:
     """A learning L2 switch; see the module docstring for the timing model.
 
@@ -120,9 +137,9 @@ class Switch:
         self.links: list[Link] = []
         self.mac_table: dict[bytes, int] = {}
         self._rng = random.Random(seed)
-        # In-flight copies by ticket: (arrival time, port, frame). A restore
+        # In-flight copies by ticket, in the order they were sent. A restore
         # bumps the generation so that deliveries scheduled before it are void.
-        self._in_flight: dict[int, tuple[int, int, bytes]] = {}
+        self._in_flight: dict[int, _Copy] = {}
         self._ticket = 0
         self._generation = 0
         self.frames_in = 0
@@ -151,56 +168,59 @@ class Switch:
 
     def send(self, port: int, frame: bytes) -> None:
         """``frame`` enters the switch from ``port`` now."""
-        if not 0 <= port < len(self.links):
+        links = self.links
+        if not 0 <= port < len(links):
             raise NetError(f"Switch has no port {port}.")
-        if len(frame) < ETH_HEADER:
-            raise NetError(f"A {len(frame)}-byte frame is shorter than an Ethernet header.")
+        n = len(frame)
+        if n < ETH_HEADER:
+            raise NetError(f"A {n}-byte frame is shorter than an Ethernet header.")
         frame = bytes(frame)
         now = self.env.now
         self.frames_in += 1
-        self.bytes_in += len(frame)
+        self.bytes_in += n
         if self.pcap is not None:
             self.pcap.write(now, frame)
-        dst, src = frame[0:6], frame[6:12]
-        if not src[0] & 1:  # never learn a group address
-            self.mac_table[src] = port
-        if not dst[0] & 1 and dst in self.mac_table:
-            out = self.mac_table[dst]
-            if out == port:
-                self.filtered += 1
+        dst = frame[0:6]
+        if not frame[6] & 1:  # never learn a group address
+            self.mac_table[frame[6:12]] = port
+        if not frame[0] & 1:
+            out = self.mac_table.get(dst)
+            if out is not None:
+                if out == port:
+                    self.filtered += 1
+                    return
+                self._transmit(links[out], out, frame, n, now)
                 return
-            self._transmit(out, frame, now)
-            return
         self.flooded += 1
-        for out in range(len(self.links)):
+        for out, link in enumerate(links):
             if out != port:
-                self._transmit(out, frame, now)
+                self._transmit(link, out, frame, n, now)
 
-    def _transmit(self, out: int, frame: bytes, now: int) -> None:
-        link = self.links[out]
+    def _transmit(self, link: Link, out: int, frame: bytes, n: int, now: int) -> None:
         link.copies += 1
         if self.loss and self._rng.random() < self.loss:
             link.lost += 1
             return
-        start = max(now, link.free_at)
-        link.free_at = start + serialisation_ns(len(frame), link.bandwidth_bps)
+        # serialisation_ns(n, bandwidth), inlined: this runs once per frame copy.
+        link.free_at = max(now, link.free_at) - (-n * 8_000_000_000 // link.bandwidth_bps)
         self._schedule(link.free_at + link.latency_ns - now, out, frame)
 
     def _schedule(self, delay: int, out: int, frame: bytes) -> None:
         ticket = self._ticket
-        self._ticket += 1
-        self._in_flight[ticket] = (self.env.now + delay, out, frame)
-        generation = self._generation
-        event = self.env.timeout(delay)
-        event.callbacks.append(lambda _event: self._arrive(generation, ticket))
+        self._ticket = ticket + 1
+        copy = _Copy(self, ticket, self.env.now + delay, out, frame)
+        self._in_flight[ticket] = copy
+        # The same heap entry as env.timeout(delay) (NORMAL priority, next
+        # event id), so same-time events keep their order.
+        self.env.schedule(copy, NORMAL, delay)
 
-    def _arrive(self, generation: int, ticket: int) -> None:
-        if generation != self._generation:
+    def _arrive(self, copy: _Copy) -> None:
+        if copy.generation != self._generation:
             return
-        _when, out, frame = self._in_flight.pop(ticket)
-        link = self.links[out]
+        del self._in_flight[copy.ticket]
+        link = self.links[copy.out]
         link.delivered += 1
-        link.endpoint.deliver(frame)
+        link.endpoint.deliver(copy.frame)
 
     # -- accounting -------------------------------------------------------------
 
@@ -243,8 +263,8 @@ class Switch:
             "mac_table": {mac.hex(): port for mac, port in self.mac_table.items()},
             "rng": [version, list(internal), gauss],
             "in_flight": [
-                [when - now, out, frame.hex()]
-                for when, out, frame in sorted(self._in_flight.values(), key=lambda x: x[0])
+                [copy.when - now, copy.out, copy.frame.hex()]
+                for copy in sorted(self._in_flight.values(), key=lambda c: c.when)
             ],
             "frames_in": self.frames_in,
             "bytes_in": self.bytes_in,
@@ -257,6 +277,8 @@ class Switch:
         ports = state["ports"]
         if [p["name"] for p in ports] != [link.endpoint.name for link in self.links]:
             raise NetError("Switch snapshot has different ports from this switch.")
+        if any(delay < 0 for delay, _out, _frame in state["in_flight"]):
+            raise NetError("Switch snapshot has a frame due before the time it was taken.")
         now = self.env.now
         self._generation += 1
         self._in_flight.clear()

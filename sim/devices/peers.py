@@ -30,6 +30,8 @@ _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _ICMP_ECHO = struct.Struct("!BBHHH")
 _PAYLOAD_FILL = bytes(range(8, 256)) * 270  # after the 8-byte time stamp, as ping fills
+_ECHO_HEAD = struct.Struct("!6s6sH" "BBHHHBBH4s4s" "BBHHH")  # Ethernet + IPv4 + ICMP echo: 42 bytes
+_U16 = struct.Struct("!H")
 
 
 def checksum(data: bytes) -> int:
@@ -47,6 +49,27 @@ def checksum(data: bytes) -> int:
     if total == 0 and whole:
         total = 0xFFFF
     return ~total & 0xFFFF
+
+
+def _verifies(data: bytes) -> bool:
+    """``checksum(data) == 0``: what a receiver checks, in fewer steps."""
+    # checksum() pads an odd length with a zero byte, which multiplies the
+    # sum by 256: that cannot change whether it is 0 modulo 0xffff.
+    whole = int.from_bytes(data, "big")
+    return whole % 0xFFFF == 0 and whole != 0
+
+
+def _reply_checksum(request_csum: int) -> int | None:
+    """The ICMP checksum of the echo reply to a request that passed its checksum.
+
+    The reply's ICMP message is the request's with the type 8 turned into 0
+    and a new checksum: the request's words sum to 0 (mod 0xffff), so the
+    reply's sum is minus the two words that changed (RFC 1624), with no pass
+    over the data. None in the one case where that sum cannot tell
+    ``checksum``'s 0 from 0xffff (the caller then sums the message).
+    """
+    total = -((ICMP_ECHO_REQUEST << 8) + request_csum) % 0xFFFF
+    return None if total == 0 else ~total & 0xFFFF
 
 
 def ip_bytes(ip: str | bytes) -> bytes:
@@ -160,6 +183,10 @@ class PingPeer:
         self.name = name
         self.ip = ip_bytes(ip)
         self.mac = bytes(mac)
+        # The words of our IPv4 headers that never change, summed (see _echo_frame).
+        self._ip_words = 0x4500 + 0x4000 + (DEFAULT_TTL << 8 | IPPROTO_ICMP) + int.from_bytes(
+            self.ip, "big"
+        )
         self.arp_table: dict[bytes, bytes] = {}
         self.results: PingResults | None = None
         self._ip_ident = 0
@@ -182,10 +209,27 @@ class PingPeer:
         self.tx_frames += 1
         self.switch.send(self.port, frame)
 
-    def _send_ip(self, dst_mac: bytes, dst_ip: bytes, payload: bytes) -> None:
-        self._ip_ident = (self._ip_ident + 1) & 0xFFFF
-        packet = ipv4(self.ip, dst_ip, IPPROTO_ICMP, payload, self._ip_ident)
-        self._send(ethernet(dst_mac, self.mac, ETHERTYPE_IPV4, packet))
+    def _echo_frame(self, dst_mac: bytes, dst_ip: bytes, kind: int, ident: int, seq: int,
+                    data: bytes, icmp_csum: int | None = None) -> bytes:
+        """A whole ICMP echo frame, as ``ethernet(ipv4(icmp_echo(...)))`` builds it,
+        with one pack for the three headers. ``icmp_csum``: the ICMP checksum
+        when the caller already knows it."""
+        self._ip_ident = ip_ident = (self._ip_ident + 1) & 0xFFFF
+        total = 28 + len(data)
+        # The IPv4 header checksum from its words' sum: only the length, the
+        # ident and the destination change from one packet to the next.
+        words = (self._ip_words + total + ip_ident + int.from_bytes(dst_ip, "big")) % 0xFFFF
+        head = bytearray(_ECHO_HEAD.pack(
+            dst_mac, self.mac, ETHERTYPE_IPV4,
+            0x45, 0, total, ip_ident, 0x4000, DEFAULT_TTL, IPPROTO_ICMP,
+            ~words & 0xFFFF if words else 0,  # the header is never all zeros
+            self.ip, dst_ip,
+            kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF,
+        ))
+        if icmp_csum is None:
+            icmp_csum = checksum(head[34:] + data)
+        _U16.pack_into(head, 36, icmp_csum)
+        return bytes(head) + data
 
     def arp_request(self, target_ip: bytes) -> None:
         self._send(
@@ -202,15 +246,15 @@ class PingPeer:
     def deliver(self, frame: bytes) -> None:
         """Called by the switch: handle one frame at once."""
         self.rx_frames += 1
-        dst, src, ethertype = _ETH.unpack_from(frame)
+        dst = frame[0:6]
         if dst != self.mac and dst != BROADCAST:
             self.ignored += 1
             return
-        body = frame[ETH_HEADER:]
-        if ethertype == ETHERTYPE_ARP:
-            self._on_arp(body)
-        elif ethertype == ETHERTYPE_IPV4:
-            self._on_ipv4(src, body)
+        ethertype = frame[12] << 8 | frame[13]
+        if ethertype == ETHERTYPE_IPV4:
+            self._on_ipv4(frame)
+        elif ethertype == ETHERTYPE_ARP:
+            self._on_arp(frame[ETH_HEADER:])
         else:
             self.ignored += 1
 
@@ -235,33 +279,40 @@ class PingPeer:
                 )
             )
 
-    def _on_ipv4(self, src_mac: bytes, body: bytes) -> None:
-        if len(body) < 20:
+    def _on_ipv4(self, frame: bytes) -> None:
+        if len(frame) < ETH_HEADER + 20:
             self.ignored += 1
             return
-        ver_ihl, _tos, total, _ident, frag, _ttl, proto, _csum, sip, dip = _IPV4.unpack_from(body)
+        ver_ihl, _tos, total, _ident, frag, _ttl, proto, _csum, sip, dip = _IPV4.unpack_from(
+            frame, ETH_HEADER
+        )
         ihl = (ver_ihl & 0x0F) * 4
+        end = ETH_HEADER + total
         if (
-            ver_ihl >> 4 != 4
+            dip != self.ip
+            or proto != IPPROTO_ICMP
+            or ver_ihl >> 4 != 4
             or ihl < 20
             or total < ihl
-            or total > len(body)
-            or checksum(body[:ihl]) != 0
+            or end > len(frame)
             or frag & 0x3FFF  # a fragment: not reassembled here
-            or dip != self.ip
-            or proto != IPPROTO_ICMP
+            or not _verifies(frame[ETH_HEADER : ETH_HEADER + ihl])
         ):
             self.ignored += 1
             return
-        icmp = body[ihl:total]
-        if len(icmp) < _ICMP_ECHO.size or checksum(icmp) != 0:
+        icmp = frame[ETH_HEADER + ihl : end]
+        if len(icmp) < _ICMP_ECHO.size or not _verifies(icmp):
             self.ignored += 1
             return
-        kind, code, _csum, ident, seq = _ICMP_ECHO.unpack_from(icmp)
+        kind, code, csum, ident, seq = _ICMP_ECHO.unpack_from(icmp)
         if kind == ICMP_ECHO_REQUEST and code == 0:
             self.echo_replies_sent += 1
-            reply = icmp_echo(ICMP_ECHO_REPLY, ident, seq, icmp[_ICMP_ECHO.size :])
-            self._send_ip(src_mac, sip, reply)
+            self._send(
+                self._echo_frame(
+                    frame[6:12], sip, ICMP_ECHO_REPLY, ident, seq, icmp[_ICMP_ECHO.size :],
+                    _reply_checksum(csum),
+                )
+            )
         elif kind == ICMP_ECHO_REPLY and self._pinging is not None:
             self._pinging.on_reply(sip, ident, seq)
         else:
@@ -398,7 +449,7 @@ class _PingState:
                 data = (struct.pack("!Q", env.now) + _PAYLOAD_FILL[: res.size])[: res.size]
                 self.sent_at[seq] = env.now
                 res.sent += 1
-                peer._send_ip(mac, self.target, icmp_echo(ICMP_ECHO_REQUEST, self.ident, seq, data))
+                peer._send(peer._echo_frame(mac, self.target, ICMP_ECHO_REQUEST, self.ident, seq, data))
             if res.received < res.count:
                 yield self.all_in | env.timeout(timeout_ns)
             return res
