@@ -130,3 +130,44 @@ def test_threads_share_the_heap_whatever_the_slice(tmp_path):
         assert out.startswith(b"SUCCESS: 0 failures"), out
         waits.append(guest.personality.monitor.used["futex_wait"])
     assert waits[0] > 0  # short slices did preempt threads holding the heap lock
+
+
+@needs_gcc
+def test_a_full_pipe_makes_the_writer_wait(tmp_path):
+    # Backpressure: the writer cannot put more than the pipe's capacity
+    # ahead of a slow reader, so it finishes only when the reader has all
+    # but the last capacity's worth; no byte is lost or reordered.
+    image = build(tmp_path, GUESTS / "flood.c", "flood",
+                  '[pico]\ncalls = ["*"]\nuris = ["console:", "pipe:*"]\n')
+    from sim.libos.personality import BootConfig
+
+    total, capacity = 96 * 1024, 16 * 1024
+    env = simpy.Environment()
+    host = SimHost(capacity=capacity, env=env)
+    outs = {"w": bytearray(), "r": bytearray()}
+    guests = [Guest(Image.load(image), BootConfig(args=("flood", str(total), role),
+                                                  options={"pico.host": host}),
+                    name=role, env=env, on_console=outs[role].extend) for role in ("w", "r")]
+    procs = [env.process(guest_process(env, g)) for g in guests]
+    env.run(until=simpy.AllOf(env, procs))
+    for g in guests:
+        assert g.stopped.status == 0, (g.stopped.reason, outs)
+        g.close()
+    assert outs["r"].startswith(f"reader: {total} bytes, 0 bad".encode())
+    assert host.pipes["flood"].peak <= capacity
+    writer_done = int(outs["w"].split(b"t=")[1])
+    reader_done = int(outs["r"].split(b"t=")[1])
+    # The reader takes 1000 bytes per 20 us: the writer waited for all but
+    # the last `capacity` bytes to be read.
+    assert writer_done >= (total - capacity) // 1000 * 20_000
+    assert reader_done - writer_done <= (capacity // 1000 + 2) * 25_000
+
+
+def test_pipe_capacity_option_is_checked():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sim", "boot", str(PREBUILT / "hello.elf"),
+                           "--pipe-capacity", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--pipe-capacity" in proc.stderr

@@ -10,6 +10,8 @@
     --peer-args ARGS     its command line arguments (one string)
     --link-latency NS    latency of pipes and channels (default 5000)
     --link-mbps MBPS     their bandwidth in MB/s (default 10000)
+    --pipe-capacity BYTES  bytes a pipe or channel holds before writers
+                         wait (default 65536)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sim.libos.pico_streams import DEFAULT_BANDWIDTH, DEFAULT_LATENCY_NS, SimHost
+from sim.libos.pico_streams import DEFAULT_BANDWIDTH, DEFAULT_CAPACITY, DEFAULT_LATENCY_NS, SimHost
 
 
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,9 @@ def add_boot_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--link-mbps", type=int, default=DEFAULT_BANDWIDTH // 1_000_000,
                    metavar="MBPS", help="pipe/channel bandwidth in MB/s (default "
                                         f"{DEFAULT_BANDWIDTH // 1_000_000})")
+    g.add_argument("--pipe-capacity", type=int, default=DEFAULT_CAPACITY, metavar="BYTES",
+                   help="bytes a pipe or channel holds (in flight or unread) before "
+                        f"writers wait (default {DEFAULT_CAPACITY})")
 
 
 def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) -> list[str]:
@@ -53,9 +58,9 @@ def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) 
             opts["pico.abi_module"] = load_abi_module(args.abi_module)
         except AbiError as err:
             raise UsageError(str(err)) from None
-    if args.link_latency < 0 or args.link_mbps <= 0:
-        raise UsageError("--link-latency must be >= 0 and --link-mbps > 0")
-    opts["pico.host"] = SimHost(args.link_latency, args.link_mbps * 1_000_000)
+    if args.link_latency < 0 or args.link_mbps <= 0 or args.pipe_capacity <= 0:
+        raise UsageError("--link-latency must be >= 0, --link-mbps and --pipe-capacity > 0")
+    opts["pico.host"] = SimHost(args.link_latency, args.link_mbps * 1_000_000, args.pipe_capacity)
     return extra
 
 

@@ -183,8 +183,10 @@ CALLS = (
          family=_S, cost="copy", errors=("EBADH", "EFAULT", "EAGAIN"), returns="count",
          blocking=True),
     Call(42, "stream_write", (_H, _buf_in("buf", "size", "bytes to write"), Arg("size")),
-         "Write bytes to a stream; returns the count written.", family=_S, cost="copy",
-         errors=("EBADH", "EFAULT", "EPIPE", "ENOSPC"), returns="count"),
+         "Write bytes to a stream; returns the count written, which may be short on a "
+         "pipe or channel; blocks while one is full.", family=_S, cost="copy",
+         errors=("EBADH", "EFAULT", "EPIPE", "ENOSPC", "EAGAIN"), returns="count",
+         blocking=True),
     Call(43, "handle_close", (_H,), "Close any handle (stream, listener, thread, event).",
          family=_S, errors=("EBADH",)),
     Call(44, "handle_attr", (_H, Arg("attr", "ptr", Dir.OUT, struct=HANDLE_ATTR)),

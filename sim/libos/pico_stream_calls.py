@@ -88,6 +88,7 @@ class StreamCalls:
                 h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=None, tx=q))
                 q.writers += 1
                 q.has_had_writer = True
+                q.writer_kicks.append(self.kick)
                 return h
             h = self._new_handle(PipeEnd(KIND_PIPE, flags, rx=q, tx=None))
             q.reader_kick = self.kick
@@ -124,13 +125,27 @@ class StreamCalls:
 
         return Wait("read", poll=poll, external=isinstance(st, PipeEnd))
 
-    def call_stream_write(self, handle: int, buf: bytes, size: int) -> int:
+    def call_stream_write(self, handle: int, buf: bytes, size: int) -> int | Wait:
         st = self._obj(handle, Stream)
         self.s.emit("dev", "stream.write", handle=handle, bytes=size)
         try:
-            return st.write(buf, self.s.now())
+            done = st.write(buf, self.s.now())
         except OSError as err:
             raise ArgumentError("ENOSPC", f"host refused the write: {os.strerror(err.errno or 0)}") from None
+        if done is not None:
+            return done
+        if st.flags & OPEN_NONBLOCK:
+            return self.error("EAGAIN")
+
+        def poll() -> int | None:  # a full pipe or channel: wait for room
+            if self.handles.get(handle) is not st:
+                return self.error("EBADH")
+            try:
+                return st.write(buf, self.s.now())
+            except ArgumentError as err:
+                return self.error(err.error)
+
+        return Wait("write", poll=poll, external=True)
 
     def call_handle_close(self, handle: int) -> int:
         obj = self._obj(handle)
@@ -169,8 +184,9 @@ class StreamCalls:
 
     def _accept(self, lst: Listener) -> int:
         conn = lst.pending.popleft()
-        assert conn.rx is not None
+        assert conn.rx is not None and conn.tx is not None
         conn.rx.reader_kick = self.kick
+        conn.tx.writer_kicks.append(self.kick)
         try:
             return self._new_handle(conn)
         except ArgumentError:

@@ -15,7 +15,10 @@ Schemes:
 
 Pipes and channels are carried by the ``SimHost`` with a latency and a
 bandwidth in simulated time: bytes written at t arrive at
-max(t, link free) + size / bandwidth + latency.
+max(t, link free) + size / bandwidth + latency. Each direction holds at
+most the host's capacity (64 KiB by default, as a Linux pipe), in flight
+and unread together: a write takes what fits (a short count) and a writer
+that finds no room waits for the reader (EAGAIN with OPEN_NONBLOCK).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from sim.libos.pico_abi import (
 
 DEFAULT_LATENCY_NS = 5_000          # one hop through the host's loopback
 DEFAULT_BANDWIDTH = 10_000_000_000  # bytes/s (memory-to-memory copy)
+DEFAULT_CAPACITY = 64 << 10         # bytes a pipe holds, in flight or unread (a Linux pipe's)
 MAX_NAME = 255
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -60,9 +64,10 @@ class SimHost:
     """What picoprocesses on one simulated host share: pipe and channel names."""
 
     def __init__(self, latency_ns: int = DEFAULT_LATENCY_NS, bandwidth: int = DEFAULT_BANDWIDTH,
-                 env: Any = None):
+                 capacity: int = DEFAULT_CAPACITY, env: Any = None):
         self.latency_ns = latency_ns
         self.bandwidth = bandwidth
+        self.capacity = capacity
         self.env = env
         self.listeners: dict[str, Listener] = {}
         self.pipes: dict[str, ByteQueue] = {}
@@ -78,21 +83,34 @@ class SimHost:
 
 
 class ByteQueue:
-    """One direction of a pipe or channel: bytes in flight, then buffered."""
+    """One direction of a pipe or channel: bytes in flight, then buffered.
+
+    It holds at most ``host.capacity`` bytes, in flight and unread together:
+    a writer that finds it full waits until the reader takes some (so a
+    guest that writes to a peer that never reads cannot grow the host)."""
 
     def __init__(self, host: SimHost):
         self.host = host
         self.buf = bytearray()
         self.eof = False                   # writer closed, and that has arrived
         self.link_free_at = 0
+        self.in_flight = 0
+        self.peak = 0                      # most bytes ever held: in flight + unread
         self.reader_kick: Callable[[], None] = lambda: None
+        self.writer_kicks: list[Callable[[], None]] = []
         self.writers = 0
         self.has_had_writer = False
 
+    def space(self) -> int:
+        return self.host.capacity - self.in_flight - len(self.buf)
+
     def send(self, data: bytes, now_ns: int) -> None:
+        """Put data on the link; the caller keeps it within space()."""
         start = max(now_ns, self.link_free_at)
         done = start + len(data) * 1_000_000_000 // self.host.bandwidth
         self.link_free_at = done
+        self.in_flight += len(data)
+        self.peak = max(self.peak, self.in_flight + len(self.buf))
         self.host.at(done + self.host.latency_ns, lambda: self._arrive(data))
 
     def close_writer(self, now_ns: int) -> None:
@@ -102,6 +120,7 @@ class ByteQueue:
             self.host.at(t, self._arrive_eof)
 
     def _arrive(self, data: bytes) -> None:
+        self.in_flight -= len(data)
         self.buf += data
         self.reader_kick()
 
@@ -115,6 +134,8 @@ class ByteQueue:
         if self.buf:
             out = bytes(self.buf[:size])
             del self.buf[:size]
+            for kick in self.writer_kicks:  # room for a waiting writer
+                kick()
             return out
         return b"" if self.eof else None
 
@@ -218,13 +239,19 @@ class PipeEnd(Stream):
             raise StreamError("EINVAL", "this end cannot be read")
         return self.rx.take(size)
 
-    def write(self, data: bytes, now_ns: int) -> int:
+    def write(self, data: bytes, now_ns: int) -> int | None:
+        """Bytes written (as many as there is room for); None when full."""
         if self.tx is None:
             raise StreamError("EINVAL", "this end cannot be written")
         if self.tx.eof or self.tx.writers <= 0:
             raise StreamError("EPIPE", "the other end is closed")
-        self.tx.send(bytes(data), now_ns)
-        return len(data)
+        if not data:
+            return 0
+        n = min(len(data), self.tx.space())
+        if n <= 0:
+            return None
+        self.tx.send(bytes(data[:n]), now_ns)
+        return n
 
     def signaled(self) -> bool:
         return self.rx is not None and (bool(self.rx.buf) or self.rx.eof)
@@ -261,6 +288,7 @@ class Listener(Stream):
         client = PipeEnd(KIND_CHANNEL, OPEN_READ | OPEN_WRITE, rx=down, tx=up)
         server = PipeEnd(KIND_CHANNEL, OPEN_READ | OPEN_WRITE, rx=up, tx=down)
         down.reader_kick = client_kick
+        up.writer_kicks.append(client_kick)
 
         def arrive() -> None:
             if self.closed:

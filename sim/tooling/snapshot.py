@@ -62,7 +62,7 @@ def _config_state(config: Any) -> dict:
             if value.listeners or value.pipes:
                 raise SnapshotError("the pico host has open pipes or listeners: cannot "
                                     "snapshot it now")
-            options[key] = {"__simhost__": [value.latency_ns, value.bandwidth]}
+            options[key] = {"__simhost__": [value.latency_ns, value.bandwidth, value.capacity]}
             continue
         try:
             json.dumps(value)
