@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 import simpy
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
@@ -414,6 +414,26 @@ def test_peer_echo_reply_is_the_encoders_reply(ident, seq, data, options):
         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 1, icmp_echo(0, ident, seq, data), ident=1
     )
     assert reply == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from([0, 8]),
+    ident=st.integers(0, 0x1FFFF),
+    seq=st.integers(0, 0x1FFFF),
+    data=st.binary(max_size=300) | st.sampled_from([b"", bytes(7), b"\xff" * 9]),
+)
+@example(kind=0, ident=0, seq=0, data=bytes(7))  # the message sums to 0: checksum 0xffff
+@example(kind=0, ident=0xFFFF, seq=0, data=b"")  # sums to 0xffff: checksum 0
+def test_peer_echo_frames_are_the_encoders_frames(kind, ident, seq, data):
+    """Requests the peer sends (checksums from word sums) match the encoders, byte for byte."""
+    env = simpy.Environment()
+    peer = PingPeer(env, Switch(env, seed=0))
+    ours = peer._echo_frame(MAC_B, bytes([10, 0, 0, 2]), kind, ident, seq, data)
+    expected = MAC_B + MAC_A + b"\x08\x00" + ipv4(
+        bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 1, icmp_echo(kind, ident, seq, data), ident=1
+    )
+    assert ours == expected
 
 
 def test_peer_echo_reply_checksum_when_the_sum_is_ambiguous():

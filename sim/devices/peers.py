@@ -31,7 +31,6 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _ICMP_ECHO = struct.Struct("!BBHHH")
 _PAYLOAD_FILL = bytes(range(8, 256)) * 270  # after the 8-byte time stamp, as ping fills
 _ECHO_HEAD = struct.Struct("!6s6sH" "BBHHHBBH4s4s" "BBHHH")  # Ethernet + IPv4 + ICMP echo: 42 bytes
-_U16 = struct.Struct("!H")
 
 
 def checksum(data: bytes) -> int:
@@ -57,6 +56,15 @@ def _verifies(data: bytes) -> bool:
     # sum by 256: that cannot change whether it is 0 modulo 0xffff.
     whole = int.from_bytes(data, "big")
     return whole % 0xFFFF == 0 and whole != 0
+
+
+def _icmp_checksum(kind: int, ident: int, seq: int, data: bytes) -> int:
+    """``checksum`` of an ICMP echo message, from its header fields and data."""
+    padded = data + b"\0" if len(data) % 2 else data
+    total = ((kind << 8) + ident + seq + int.from_bytes(padded, "big")) % 0xFFFF
+    if total == 0:  # a sum of 0 or 0xffff: only checksum() can tell which
+        return checksum(_ICMP_ECHO.pack(kind, 0, 0, ident, seq) + data)
+    return ~total & 0xFFFF
 
 
 def _reply_checksum(request_csum: int) -> int | None:
@@ -216,20 +224,20 @@ class PingPeer:
         when the caller already knows it."""
         self._ip_ident = ip_ident = (self._ip_ident + 1) & 0xFFFF
         total = 28 + len(data)
+        ident &= 0xFFFF
+        seq &= 0xFFFF
         # The IPv4 header checksum from its words' sum: only the length, the
         # ident and the destination change from one packet to the next.
         words = (self._ip_words + total + ip_ident + int.from_bytes(dst_ip, "big")) % 0xFFFF
-        head = bytearray(_ECHO_HEAD.pack(
+        if icmp_csum is None:
+            icmp_csum = _icmp_checksum(kind, ident, seq, data)
+        return _ECHO_HEAD.pack(
             dst_mac, self.mac, ETHERTYPE_IPV4,
             0x45, 0, total, ip_ident, 0x4000, DEFAULT_TTL, IPPROTO_ICMP,
             ~words & 0xFFFF if words else 0,  # the header is never all zeros
             self.ip, dst_ip,
-            kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF,
-        ))
-        if icmp_csum is None:
-            icmp_csum = checksum(head[34:] + data)
-        _U16.pack_into(head, 36, icmp_csum)
-        return bytes(head) + data
+            kind, 0, icmp_csum, ident, seq,
+        ) + data
 
     def arp_request(self, target_ip: bytes) -> None:
         self._send(

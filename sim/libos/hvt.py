@@ -22,6 +22,7 @@ an exit address after every port-I/O instruction of the image.
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,18 +74,23 @@ class Hypercall:
     nr: int
     name: str
     args: Struct
-    handler: Callable[[HvtPersonality, int, dict[str, int]], dict[str, int] | Block | GuestExit]
+    handler: Callable[[HvtPersonality, int, Any], dict[str, int] | Block | GuestExit]
     doc: str = ""
 
 
 class _Codec:
-    """One struct's bytes <-> field values, compiled once from its Struct."""
+    """One struct's bytes <-> field values, compiled once from its Struct.
+
+    ``decode`` gives a named tuple of every field (handlers read ``a.len``;
+    traces show ``a._asdict()``). OUT fields are written back as one span,
+    from the first OUT field to the end of the last.
+    """
 
     def __init__(self, layout: Struct):
         fmt, pos = "<", 0
         from sim.libos.abi import CTYPES
 
-        self.outs: list[tuple[str, struct.Struct, int]] = []
+        outs: list[tuple[str, str, int, int]] = []
         for f, off in layout.layout():
             if off > pos:
                 fmt += f"{off - pos}x"
@@ -92,22 +98,33 @@ class _Codec:
             fmt += code
             pos = off + size
             if f.dir in (Dir.OUT, Dir.INOUT):
-                self.outs.append((f.name, struct.Struct("<" + code), off))
+                outs.append((f.name, code, off, size))
         if layout.size > pos:
             fmt += f"{layout.size - pos}x"
         self.struct = struct.Struct(fmt)
         self.names = [f.name for f, _ in layout.layout()]
         self.size = layout.size
+        self.args = namedtuple(layout.name, self.names)  # type: ignore[misc]
+        self._make = self.args._make
+        self.out_start = min((off for _, _, off, _ in outs), default=0)
+        self.out_end = max((off + size for _, _, off, size in outs), default=0)
+        # name -> (codec, offset in the span)
+        self.outs = {name: (struct.Struct("<" + code), off - self.out_start)
+                     for name, code, off, _ in outs}
+        # No padding between the OUT fields: a write of all of them needs no read.
+        self.dense = sum(size for *_, size in outs) == self.out_end - self.out_start
 
-    def decode(self, data: bytes) -> dict[str, int]:
-        return dict(zip(self.names, self.struct.unpack(data)))
+    def decode(self, data: bytes) -> Any:
+        return self._make(self.struct.unpack(data))
 
-    def encode_outs(self, data: bytes, values: dict[str, int]) -> bytes:
-        buf = bytearray(data)
-        for name, codec, off in self.outs:
-            if name in values:
-                codec.pack_into(buf, off, values[name])
-        return bytes(buf)
+    def out_span(self, span: bytes, values: dict[str, int]) -> bytearray:
+        """The OUT span's bytes ``span`` with ``values`` written in."""
+        buf = bytearray(span)
+        outs = self.outs
+        for name, value in values.items():
+            codec, off = outs[name]
+            codec.pack_into(buf, off, value)
+        return buf
 
 
 def _u64(name: str, d: Dir = Dir.IN, doc: str = "") -> Field:
@@ -118,87 +135,88 @@ def _ret() -> Field:
     return Field("ret", "i32", Dir.OUT, "OK 0, AGAIN 1, EINVAL 2, EUNSPEC 3")
 
 
-# -- handlers: (personality, struct address, IN fields) -> OUT fields | stop ------
-def hc_walltime(p: HvtPersonality, _addr: int, _a: dict[str, int]) -> dict[str, int]:
+# -- handlers: (personality, struct address, fields) -> OUT fields | stop ------------
+# The fields are a named tuple of the whole struct as the guest left it.
+def hc_walltime(p: HvtPersonality, _addr: int, _a: Any) -> dict[str, int]:
     return {"nsecs": p.s.config.time.wall_ns(p.s.now())}
 
 
-def hc_puts(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
-    data = p.guest_bytes(a["data"], a["len"])
+def hc_puts(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
+    data = p.guest_bytes(a.data, a.len)
     p.s.console.write(data)
     return {}
 
 
-def hc_poll(p: HvtPersonality, addr: int, a: dict[str, int]) -> dict[str, int] | Block:
+def hc_poll(p: HvtPersonality, addr: int, a: Any) -> dict[str, int] | Block:
     ready = p.ready_set()
-    if ready or a["timeout_nsecs"] == 0:
-        return {"ready_set": ready, "ret": bin(ready).count("1")}
-    deadline = p.s.now() + a["timeout_nsecs"]
+    if ready or a.timeout_nsecs == 0:
+        return {"ready_set": ready, "ret": ready.bit_count()}
+    deadline = p.s.now() + a.timeout_nsecs
 
     def resume() -> int:
         now_ready = p.ready_set()
-        p.write_outs(POLL, addr, {"ready_set": now_ready, "ret": bin(now_ready).count("1")})
+        p.write_outs(POLL, addr, {"ready_set": now_ready, "ret": now_ready.bit_count()})
         return 0
 
     return Block(until_ns=deadline, event=p.net_event(), resume=resume, reason="poll")
 
 
-def _block_io(p: HvtPersonality, a: dict[str, int], write: bool) -> dict[str, int]:
+def _block_io(p: HvtPersonality, a: Any, write: bool) -> dict[str, int]:
     from sim.devices.block import BlockDevice, BlockError
 
-    dev = p.attached.devices.get(a["handle"])
+    dev = p.attached.devices.get(a.handle)
     if not isinstance(dev, BlockDevice):
         return {"ret": EINVAL}
-    length = a["len"]
-    p.check_guest(a["data"], length)
+    length = a.len
+    p.check_guest(a.data, length)
     try:
-        dev.check(a["offset"], length)
+        dev.check(a.offset, length)
         if write:
-            dev.write(a["offset"], p.s.mem.read(a["data"], length))
+            dev.write(a.offset, p.s.mem.read(a.data, length))
         else:
-            p.s.mem.write(a["data"], dev.read(a["offset"], length))
+            p.s.mem.write(a.data, dev.read(a.offset, length))
     except BlockError:
         return {"ret": EINVAL}
     p.s.charge(dev.cost_ns(length))
     p.s.emit("dev", f"block.{'write' if write else 'read'}", device=dev.name,
-             offset=a["offset"], bytes=length)
+             offset=a.offset, bytes=length)
     return {"ret": OK}
 
 
-def hc_block_write(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_block_write(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
     return _block_io(p, a, write=True)
 
 
-def hc_block_read(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
+def hc_block_read(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
     return _block_io(p, a, write=False)
 
 
-def hc_net_write(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
-    port = p.attached.devices.get(a["handle"])
-    if not isinstance(port, NetPort):
+def hc_net_write(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
+    port = p.net_handles.get(a.handle)
+    if port is None:
         return {"ret": EINVAL}
-    frame = p.guest_bytes(a["data"], a["len"])
-    if len(frame) > port.mtu + ETHER_HEADER or len(frame) < ETHER_HEADER:
+    p.check_guest(a.data, a.len)
+    if a.len > port.mtu + ETHER_HEADER or a.len < ETHER_HEADER:
         return {"ret": EINVAL}
-    return {"ret": OK if p.send(port, frame) else EINVAL}
+    return {"ret": OK if p.send(port, p.s.mem.read(a.data, a.len)) else EINVAL}
 
 
-def hc_net_read(p: HvtPersonality, _addr: int, a: dict[str, int]) -> dict[str, int]:
-    port = p.attached.devices.get(a["handle"])
-    if not isinstance(port, NetPort):
+def hc_net_read(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
+    port = p.net_handles.get(a.handle)
+    if port is None:
         return {"ret": EINVAL}
-    p.check_guest(a["data"], a["len"])
-    frame = p.receive(port, a["len"])
+    p.check_guest(a.data, a.len)
+    frame = p.receive(port, a.len)
     if frame is None:
         return {"ret": AGAIN}
     if isinstance(frame, int):
         return {"ret": EINVAL}
-    p.s.mem.write(a["data"], frame)
+    p.s.mem.write(a.data, frame)
     return {"len": len(frame), "ret": OK}
 
 
-def hc_halt(p: HvtPersonality, _addr: int, a: dict[str, int]) -> GuestExit:
-    status = a["exit_status"] & 0xFF
+def hc_halt(p: HvtPersonality, _addr: int, a: Any) -> GuestExit:
+    status = a.exit_status & 0xFF
     return GuestExit(status, "halt" if status != 255 else "halt: guest aborted")
 
 
@@ -249,14 +267,21 @@ class NetMixin:
 
     s: Any
     attached: Attached
+    net_handles: dict[int, NetPort]  # manifest index (the guest's handle) -> port
+
+    def find_net_ports(self) -> None:
+        """Index the manifest's net devices; boot calls it once they are attached."""
+        self.net_handles = {i: dev for i, dev in self.attached.devices.items()
+                            if isinstance(dev, NetPort)}
+        self._ports = tuple(self.net_handles.values())
 
     def connect(self, switch: Any) -> None:
         """Plug every net device of the manifest into ``switch``."""
         from sim.devices.net import Nic
 
         self.switch = switch
-        for dev in self.attached.devices.values():
-            if isinstance(dev, NetPort) and dev.nic is None:
+        for dev in self._ports:
+            if dev.nic is None:
                 dev.nic = Nic(switch, f"{self.s.name}.{dev.name}", dev.mac, dev.mtu)
 
     def _nic(self, port: NetPort) -> Any:
@@ -270,54 +295,49 @@ class NetMixin:
         return port.nic
 
     def net_ports(self) -> list[NetPort]:
-        return [d for d in self.attached.devices.values() if isinstance(d, NetPort)]
+        return list(self._ports)
 
     def ready_set(self) -> int:
         ready = 0
-        for port in self.net_ports():
-            if port.nic is not None and _has_frame(port.nic):
+        for port in self._ports:
+            if port.nic is not None and port.nic.pending:
                 ready |= 1 << port.index
         return ready
 
     def net_event(self) -> Any:
-        ports = self.net_ports()
+        ports = self._ports
         if not ports:
             return None
-        events = [self._nic(p).wait_frame() for p in ports]
-        if len(events) == 1:
-            return events[0]
-        return self.s.env.any_of(events)
+        if len(ports) == 1:
+            return self._nic(ports[0]).wait_frame()
+        return self.s.env.any_of([self._nic(p).wait_frame() for p in ports])
 
     def send(self, port: NetPort, frame: bytes) -> bool:
-        from sim.devices.net import NetError
-
+        nic = self._nic(port)
         try:
-            self._nic(port).send(frame)
-        except NetError:
+            nic.send(frame)
+        except _net_error():  # evaluated only when send raises
             return False
-        self.s.emit("dev", "net.send", device=port.name, bytes=len(frame))
+        if self.s.tracer.wants("dev"):
+            self.s.emit("dev", "net.send", device=port.name, bytes=len(frame))
         return True
 
     def receive(self, port: NetPort, room: int) -> bytes | int | None:
         """The next frame; None when none is queued, its size when it does not fit."""
-        nic = self._nic(port)
-        if not _has_frame(nic):
-            return None
-        frame = nic.recv()
+        frame = self._nic(port).recv()
         if frame is None:
             return None
-        frame = bytes(frame)
         if len(frame) > room:
             return len(frame)
-        self.s.emit("dev", "net.recv", device=port.name, bytes=len(frame))
+        if self.s.tracer.wants("dev"):
+            self.s.emit("dev", "net.recv", device=port.name, bytes=len(frame))
         return frame
 
 
-def _has_frame(nic: Any) -> bool:
-    pending = getattr(nic, "pending", None)
-    if pending is not None:
-        return bool(pending() if callable(pending) else pending)
-    return bool(getattr(nic, "rx_queue", ()))
+def _net_error() -> type[Exception]:
+    from sim.devices.net import NetError
+
+    return NetError
 
 
 class HvtPersonality(NetMixin, Personality):
@@ -330,6 +350,7 @@ class HvtPersonality(NetMixin, Personality):
         mem = check_memory(image, s.config.mem_bytes, MIN_MEM, MAX_MEM, MEM_ALIGN)
         self.mem_size = mem
         self.attached = attach(image, s.config)
+        self.find_net_ports()
         s.devices.update({f"solo5.{k}": v for k, v in self.attached.devices.items()})
         for seg in image.segments:
             s.mem.write(seg.vaddr, seg.data)
@@ -379,17 +400,18 @@ class HvtPersonality(NetMixin, Personality):
 
     def write_outs(self, layout: Struct, addr: int, values: dict[str, int]) -> None:
         codec = _CODECS[layout.name]
-        self.s.mem.write(addr, codec.encode_outs(self.s.mem.read(addr, codec.size), values))
+        if codec.dense and len(values) == len(codec.outs):  # every OUT byte is given
+            data = codec.out_span(bytes(codec.out_end - codec.out_start), values)
+        else:
+            data = codec.out_span(self.s.mem.read(addr + codec.out_start,
+                                                  codec.out_end - codec.out_start), values)
+        self.s.mem.write(addr + codec.out_start, data)
 
     # -- traps ------------------------------------------------------------------
     def on_trap(self, trap: Trap) -> bool:
-        nr = trap.port - HYPERCALL_PIO_BASE
-        if trap.kind != "out" or trap.size != 4 or not 0 <= nr < HYPERCALL_MAX:
-            return self._fatal(f"Invalid guest port access: port={trap.port:#x} "
-                               f"({trap.kind}, {trap.size} bytes) at rip={trap.rip:#x}")
-        entry = _TABLE.get(nr)
-        if entry is None:
-            return self._fatal(f"Invalid guest hypercall: num={nr}")
+        entry = _TABLE.get(trap.port - HYPERCALL_PIO_BASE)
+        if entry is None or trap.kind != "out" or trap.size != 4:
+            return self._bad_trap(trap)
         call, codec = entry
         addr = trap.value & 0xFFFF_FFFF
         s = self.s
@@ -405,13 +427,21 @@ class HvtPersonality(NetMixin, Personality):
             return self._fatal(f"{call.name}: {err}")
         self.calls[call.name] += 1
         if s.tracer.wants("call"):
-            s.emit("call", call.name, args=args, result=show_result(result))
+            s.emit("call", call.name, args=args._asdict(), result=show_result(result))
         if isinstance(result, dict):
             if result:
-                s.mem.write(addr, codec.encode_outs(raw, result))
+                start = codec.out_start
+                s.mem.write(addr + start, codec.out_span(raw[start:codec.out_end], result))
             return False
         self.pending = result
         return self._stop_after(trap)
+
+    def _bad_trap(self, trap: Trap) -> bool:
+        nr = trap.port - HYPERCALL_PIO_BASE
+        if trap.kind != "out" or trap.size != 4 or not 0 <= nr < HYPERCALL_MAX:
+            return self._fatal(f"Invalid guest port access: port={trap.port:#x} "
+                               f"({trap.kind}, {trap.size} bytes) at rip={trap.rip:#x}")
+        return self._fatal(f"Invalid guest hypercall: num={nr}")
 
     def _stop_after(self, trap: Trap) -> bool:
         # Stop exactly after the out: moving RIP inside the hook makes Unicorn

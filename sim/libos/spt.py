@@ -217,6 +217,7 @@ class SptPersonality(NetMixin, Personality):
         mem = check_memory(image, s.config.mem_bytes, MIN_MEM, MAX_MEM)
         self.mem_size = mem
         self.attached = attach(image, s.config, first_fd=3)
+        self.find_net_ports()
         ndev = len(self.attached.manifest.entries) - 1
         self.epollfd, self.timerfd = 3 + ndev, 4 + ndev
         self.fds = {3 + i - 1: dev for i, dev in self.attached.devices.items()}
