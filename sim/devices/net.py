@@ -180,23 +180,22 @@ class Switch:
         self.bytes_in += n
         if self.pcap is not None:
             self.pcap.write(now, frame)
-        dst = frame[0:6]
+        mac_table = self.mac_table
         if not frame[6] & 1:  # never learn a group address
-            self.mac_table[frame[6:12]] = port
-        if not frame[0] & 1:
-            out = self.mac_table.get(dst)
-            if out is not None:
-                if out == port:
-                    self.filtered += 1
-                    return
-                self._transmit(links[out], out, frame, n, now)
-                return
-        self.flooded += 1
-        for out, link in enumerate(links):
-            if out != port:
-                self._transmit(link, out, frame, n, now)
+            mac_table[frame[6:12]] = port
+        out = None if frame[0] & 1 else mac_table.get(frame[0:6])
+        if out is None:
+            self.flooded += 1
+            for other in range(len(links)):
+                if other != port:
+                    self._transmit(other, frame, n, now)
+        elif out == port:
+            self.filtered += 1
+        else:
+            self._transmit(out, frame, n, now)
 
-    def _transmit(self, link: Link, out: int, frame: bytes, n: int, now: int) -> None:
+    def _transmit(self, out: int, frame: bytes, n: int, now: int) -> None:
+        link = self.links[out]
         link.copies += 1
         if self.loss and self._rng.random() < self.loss:
             link.lost += 1
@@ -208,11 +207,11 @@ class Switch:
     def _schedule(self, delay: int, out: int, frame: bytes) -> None:
         ticket = self._ticket
         self._ticket = ticket + 1
-        copy = _Copy(self, ticket, self.env.now + delay, out, frame)
-        self._in_flight[ticket] = copy
+        env = self.env
+        copy = self._in_flight[ticket] = _Copy(self, ticket, env.now + delay, out, frame)
         # The same heap entry as env.timeout(delay) (NORMAL priority, next
         # event id), so same-time events keep their order.
-        self.env.schedule(copy, NORMAL, delay)
+        env.schedule(copy, NORMAL, delay)
 
     def _arrive(self, copy: _Copy) -> None:
         if copy.generation != self._generation:
@@ -355,13 +354,16 @@ class Nic:
 
     def deliver(self, frame: bytes) -> None:
         """Called by the switch when a frame arrives."""
-        if len(frame) > self.max_frame or len(self._queue) >= self.queue_limit:
+        n = len(frame)
+        queue = self._queue
+        if n > self.mtu + ETH_HEADER or len(queue) >= self.queue_limit:
             self.rx_dropped += 1
             return
-        self._queue.append(frame)
+        queue.append(frame)
         self.rx_frames += 1
-        self.rx_bytes += len(frame)
-        self._wake()
+        self.rx_bytes += n
+        if self._event is not None:
+            self._wake()
 
     def _wake(self) -> None:
         event, self._event = self._event, None
