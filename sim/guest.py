@@ -70,7 +70,7 @@ class Guest:
         self.crossings = 0
         self.stopped: Stopped | None = None
         self._blocked: Block | None = None
-        self._insn_in_step = 0
+        self._insn_in_run = 0  # instructions of this run already traced
         self._pending_insns: list | None = None
         self._insn_sinks: list = []
         try:
@@ -91,7 +91,7 @@ class Guest:
         s.step_start_ns = now_ns
         s.cost_ns = 0
         s.insn_base = self.retired
-        self._insn_in_step = 0
+        self._insn_in_run = 0
         crossings_before = self.crossings
         if self._blocked is not None:
             block, self._blocked = self._blocked, None
@@ -106,7 +106,6 @@ class Guest:
         if budget <= 0:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), 0)
         retired = 0
-        time = self.config.time
         gate = self.vcpu.gate
         # Natively served calls leave no trace events: only while untraced.
         gate.clock.open = not self.tracer.kinds
@@ -118,8 +117,11 @@ class Guest:
                 self.personality.served_natively(served)
             retired += result.retired
             self.retired += result.retired
+            if self._insn_sinks:  # the rest of the last block entered
+                self._flush_insns(result.retired - self._insn_in_run)
+            self._insn_in_run = 0
             # Later runs in this step start where this one ended (for now()).
-            s.step_start_ns += time.insns_to_ns(result.retired)
+            s.step_start_ns += s.insn_ns(result.retired)
             s.insn_base += result.retired
             busy = s.step_start_ns - now_ns + s.cost_ns
             self.now_ns = now_ns + busy
@@ -193,8 +195,8 @@ class Guest:
     def _install_insn_trace(self) -> None:
         # A block hook, not a per-instruction hook: one Python call per
         # translated block. Each block's instructions are emitted when the
-        # next block starts, at a trap, or at the end of the slice, then
-        # only as many as actually retired (a fault stops mid-block).
+        # next block starts, at a trap, or when the run ends, then only as
+        # many as actually retired (a fault or a debugger stops mid-block).
         dis = Disassembler()
         decoded: dict[int, list[tuple[int, dict[str, object]]]] = {}
         image = self.image
@@ -224,13 +226,14 @@ class Guest:
         if limit is not None:
             insns = insns[:max(0, limit)]
         s = self.services
-        base_ns = s.step_start_ns + s.cost_ns
-        n = self._insn_in_step
-        times = self.config.time.insns_to_ns_range(n, len(insns), base_ns)
+        c = s.clock
+        n = self._insn_in_run
+        # s.now() at each instruction, as a range: base_ns + insns_to_ns(k).
+        base_ns = c.step_ns + c.cost_ns - c.insn_base_ns
+        times = self.config.time.insns_to_ns_range(c.insn_base + n, len(insns), base_ns)
         for write in self._insn_sinks:
             write(self.name, times, s.insn_base + n, insns)
-        n += len(insns)
-        self._insn_in_step = n
+        self._insn_in_run = n + len(insns)
 
     def close(self) -> None:
         self.vcpu.close()

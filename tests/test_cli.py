@@ -95,16 +95,27 @@ def test_golden_jsonl_trace_of_hello(tmp_path):
         "trace changed: if intended, regenerate with UPDATE_GOLDEN=1 pytest tests/test_cli.py"
 
 
-def test_instruction_trace_counts_every_instruction(tmp_path):
-    out = tmp_path / "insns.jsonl"
-    r = sim("boot", "hello", "--trace=insn", "--trace-format", "jsonl", "--trace-out", str(out))
-    assert r.returncode == 0
-    events = [json.loads(line) for line in out.read_text().splitlines()]
-    insns = [e for e in events if e["kind"] == "insn"]
-    assert [e["insn"] for e in insns] == list(range(len(insns)))
-    retired = int(r.stderr.strip().splitlines()[-1].split(" after ")[1].split()[0])
-    assert len(insns) == retired
-    assert all(e["bytes"] and e["asm"] for e in insns)
+@pytest.mark.parametrize("example,args", [("hello", ()), ("mt_compute", ("3", "1"))])
+def test_instruction_trace_counts_every_instruction(tmp_path, example, args):
+    # Every retired instruction once, numbered in order, whatever the slice
+    # (a block that ends a slice, a thread switch inside a step); and the
+    # slice size changes neither the trace nor simulated time.
+    traces = []
+    for slice_insns in ("1000000", "997"):
+        out = tmp_path / f"insns{slice_insns}.jsonl"
+        r = sim("boot", example, "--trace=insn", "--trace-format", "jsonl", "--slice", slice_insns,
+                "--trace-out", str(out), "--", *args)
+        assert r.returncode == 0, r.stderr
+        events = [json.loads(line) for line in out.read_text().splitlines()]
+        insns = [e for e in events if e["kind"] == "insn"]
+        assert [e["insn"] for e in insns] == list(range(len(insns)))
+        assert all(a["t_ns"] <= b["t_ns"] for a, b in zip(insns, insns[1:]))
+        retired = int(r.stderr.strip().splitlines()[-1].split(" after ")[1].split()[0])
+        assert len(insns) == retired
+        assert all(e["bytes"] and e["asm"] for e in insns)
+        traces.append(insns)
+    if example == "hello":  # one thread: nothing but the slice differs
+        assert traces[0] == traces[1]
 
 
 @pytest.mark.parametrize("example,status,needle", [

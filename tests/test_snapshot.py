@@ -40,6 +40,12 @@ def test_resume_gives_the_same_remaining_trace(tmp_path, capsys, image, at, args
     assert "".join(after) == tail.read_text()
     # The console output so far is in the snapshot; the resumed run prints the rest.
     assert first.endswith(second)
+    # Stopping to take the snapshot changed nothing: not even simulated time.
+    plain = tmp_path / "plain.jsonl"
+    assert main(["boot", image, "-q", "--trace=call,dev", "--trace-format", "jsonl",
+                 "--trace-out", str(plain), "--", *args]) == status
+    capsys.readouterr()
+    assert "".join(_before + after) == plain.read_text()
 
 
 def test_resume_from_copied_memory_is_the_same(tmp_path, capsys):

@@ -8,10 +8,12 @@
  * other syscall goes to the Python callback, which is the vCPU's ordinary
  * trap path.
  *
- * Simulated time here is the formula of sim.devices.clock.TimeModel:
- *     now = step_ns + retired * mult / hz + cost_ns
+ * Simulated time here is GuestServices.now() with TimeModel's formula:
+ *     now = step_ns + (insn_base + retired) * mult / hz - insn_base_ns + cost_ns
  * with retired read from the instruction counter's state (blockcount.c),
- * so the number is the one the Python side would have computed.
+ * so the number is the one the Python side would have computed. (Time of
+ * instructions is a difference of the guest's whole count, so where runs
+ * and slices end does not change it.)
  *
  * Like blockcount.c, this file calls no libunicorn symbol directly: the
  * functions it needs are handed in as pointers taken from the binding's own
@@ -42,6 +44,8 @@ struct clock {
     uint64_t hz;       /* clock rate */
     uint64_t epoch_ns; /* wall clock at simulated time 0 */
     uint64_t served;   /* calls answered here since the last drain */
+    uint64_t insn_base;    /* instructions the guest retired before this run */
+    uint64_t insn_base_ns; /* insn_base * mult / hz */
     uint32_t open;     /* 0: every call goes to Python */
     uint32_t pad;
 };
@@ -62,8 +66,10 @@ struct gate {
 
 static uint64_t now_ns(const struct clock *c, uint64_t retired)
 {
-    unsigned __int128 insn_ns = (unsigned __int128)retired * c->mult / c->hz;
-    return c->step_ns + (uint64_t)insn_ns + c->cost_ns;
+    unsigned __int128 total = (unsigned __int128)c->insn_base + retired;
+    uint64_t insn_ns = (uint64_t)(total * c->mult / c->hz);
+    /* Modulo 2^64, like the ctypes fields Python writes. */
+    return c->step_ns + (insn_ns - c->insn_base_ns) + c->cost_ns;
 }
 
 static void syscall_hook(uc_engine *uc, void *ud)

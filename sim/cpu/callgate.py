@@ -57,6 +57,8 @@ class Clock(ctypes.Structure):
         ("hz", ctypes.c_uint64),  # clock rate
         ("epoch_ns", ctypes.c_uint64),  # wall clock at simulated time 0
         ("served", ctypes.c_uint64),  # calls answered natively since drain()
+        ("insn_base", ctypes.c_uint64),  # instructions retired before this run
+        ("insn_base_ns", ctypes.c_uint64),  # their time: insn_base * mult // hz
         ("open", ctypes.c_uint32),  # 0: every call takes the Python path
         ("_pad", ctypes.c_uint32),
     ]

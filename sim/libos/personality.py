@@ -63,7 +63,7 @@ class GuestServices:
         self.clock = vcpu.gate.clock
         self.step_start_ns = 0
         self.cost_ns = 0
-        self.insn_base = 0  # instructions retired before this step
+        self.insn_base = 0
         self.env: Any = None  # the SimPy environment, when running under one
 
     @property
@@ -84,10 +84,29 @@ class GuestServices:
     def cost_ns(self, ns: int) -> None:
         self.clock.cost_ns = ns
 
+    @property
+    def insn_base(self) -> int:
+        """Instructions the guest retired before the current run."""
+        return self.clock.insn_base
+
+    @insn_base.setter
+    def insn_base(self, n: int) -> None:
+        self.clock.insn_base = n
+        self.clock.insn_base_ns = self.config.time.insns_to_ns(n)
+
+    def insn_ns(self, retired: int) -> int:
+        """Simulated ns of the first ``retired`` instructions of this run.
+
+        A difference of the guest's whole count, so that slices and stops
+        do not change time: over any runs, instruction time adds up to
+        insns_to_ns(all instructions retired)."""
+        c = self.clock
+        return self.config.time.insns_to_ns(c.insn_base + retired) - c.insn_base_ns
+
     def now(self) -> int:
         """Simulated ns at this instant of the running step."""
         c = self.clock
-        return c.step_ns + self.config.time.insns_to_ns(self.vcpu.counter.retired) + c.cost_ns
+        return c.step_ns + self.insn_ns(self.vcpu.counter.retired) + c.cost_ns
 
     def retired(self) -> int:
         return self.insn_base + self.vcpu.counter.retired
