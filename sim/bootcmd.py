@@ -161,8 +161,10 @@ def summary_line(result: Any, guest: Any) -> str:
     ms = result.t_ns / 1e6
     used = getattr(guest.personality, "surface_summary", lambda: "")()
     tail = f"; {used}" if used else ""
+    native = guest.vcpu.gate.served_total
+    calls = f"{result.crossings} host calls" + (f" ({native} answered in the vCPU)" if native else "")
     return (f"sim: stopped at t={result.t_ns}ns ({ms:.3f} ms simulated) after "
-            f"{result.retired} instructions and {result.crossings} host calls: "
+            f"{result.retired} instructions and {calls}: "
             f"{result.stopped.reason}, exit status {result.stopped.status}{tail}")
 
 

@@ -107,8 +107,9 @@ class Guest:
             return self._stop(Stopped(BUDGET_STATUS, self._budget_reason()), 0)
         retired = 0
         gate = self.vcpu.gate
-        # Natively served calls leave no trace events: only while untraced.
-        gate.clock.open = not self.tracer.kinds
+        # Natively served calls emit no call events and let instructions be
+        # traced after the call's cost is charged: only while neither is traced.
+        gate.clock.open = not (self.tracer.wants("call") or self.tracer.wants("insn"))
         while True:
             result = self.vcpu.run(budget - retired)
             served = gate.drain()

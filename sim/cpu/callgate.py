@@ -97,6 +97,7 @@ class CallGate:
         self._counts = (ctypes.c_uint64 * GATE_CALLS)()
         self.clock = Clock(hz=1)
         self._fits = False  # set_time found numbers the C hook can hold
+        self.served_total = 0  # calls answered natively over the vCPU's life
         retired = counter.retired_address
         lib = _library() if retired is not None else None
         if lib is None:
@@ -139,7 +140,9 @@ class CallGate:
         counts = self._counts
         ctypes.memset(counts, 0, ctypes.sizeof(counts))
         self._lib.cg_drain(self._gate, counts)
-        return {nr: n for nr, n in enumerate(counts) if n}
+        served = {nr: n for nr, n in enumerate(counts) if n}
+        self.served_total += sum(served.values())
+        return served
 
     def time_at(self, retired: int) -> int:
         """The native formula's ns for ``retired`` instructions (for tests)."""

@@ -209,8 +209,9 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
     def _fast_calls(self, handlers: dict[str, Any]) -> dict[int, tuple]:
         """Calls served without the general decoder: plain 64-bit arguments,
         never blocking, allowed by the manifest whatever their arguments.
-        Only used while nothing traces (the general path emits the events;
-        a sink may be attached after boot, so on_trap asks every time)."""
+        Only used while calls are not traced (the general path emits the
+        events; a sink may be attached after boot, so on_trap asks every
+        time). Always-admitted calls with plain arguments emit nothing else."""
         return {
             c.nr: (c.name, handlers[c.name], tuple(a.name for a in c.args),
                    self.abi.cost_classes[c.cost])
@@ -242,7 +243,7 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
                                           "is not part of the pico ABI")
             return True
         nr = self._nr()
-        fast = None if self.s.tracer.kinds else self._fast.get(nr)
+        fast = None if self.s.tracer.wants("call") else self._fast.get(nr)
         if fast is not None:
             name, handler, names, cost = fast
             if names:
