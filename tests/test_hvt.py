@@ -164,6 +164,60 @@ def test_ping_1000_all_replied_with_pcap(img, tmp_path):
     assert any(f[21] == 2 for f in arp)  # the guest answered ARP
 
 
+def test_hypercalls_write_only_their_out_fields(img):
+    """The monitor writes back the span of OUT fields it was given; IN fields
+    and the struct's padding keep the guest's bytes."""
+    import simpy
+
+    from sim.cpu.vcpu import Trap
+    from sim.devices.net import Nic, Switch
+    from sim.guest import Guest
+    from sim.libos.solo5 import Solo5Options
+
+    opts = Solo5Options(nets={"service0": "switch"})
+    guest = Guest(Image.load(img("ping")), BootConfig(options={"solo5": opts}))
+    try:
+        env = simpy.Environment()
+        guest.services.env = env
+        switch = Switch(env, seed=0)
+        guest.personality.connect(switch)
+        other = Nic(switch, "other", bytes.fromhex("020000000009"))
+        (handle,) = guest.personality.net_handles
+        mem, addr, buf = guest.vcpu.mem, 0x300000, 0x301000
+
+        def call(nr: int, fields: bytes) -> bytes:
+            mem.write(addr, fields)
+            assert not guest.personality.on_trap(Trap("out", 0x1000, 0x500 + nr, 4, addr))
+            return mem.read(addr, len(fields))
+
+        # net_read, nothing queued: ret = AGAIN (1); len (IN/OUT) and padding untouched.
+        net_read = struct.pack("<QQQi", handle, buf, 1514, 0) + b"\xaa" * 4
+        assert call(7, net_read) == net_read[:24] + struct.pack("<i", 1) + b"\xaa" * 4
+        # A frame arrives: len and ret are written, the frame lands in the buffer.
+        frame = guest.personality.net_ports()[0].mac + other.mac + b"\x88\xb5" + bytes(50)
+        other.send(frame)
+        env.run()
+        assert call(7, net_read) == net_read[:16] + struct.pack("<Qi", 64, 0) + b"\xaa" * 4
+        assert mem.read(buf, 64) == frame
+        # poll with a zero timeout: ready_set and ret only.
+        poll = struct.pack("<QQi", 0, 0x5555, 7) + b"\xbb" * 4
+        assert call(3, poll) == struct.pack("<QQi", 0, 0, 0) + b"\xbb" * 4
+        # poll that waits: when a frame wakes it, ready_set and ret are written then.
+        waiting = struct.pack("<QQi", 10_000, 0x5555, 7) + b"\xbb" * 4
+        mem.write(addr, waiting)
+        personality = guest.personality
+        assert personality.on_trap(Trap("out", 0x1000, 0x503, 4, addr))
+        block, personality.pending = personality.pending, None
+        assert mem.read(addr, 24) == waiting
+        other.send(frame)
+        env.run()
+        personality.resume(block)
+        ready = 1 << handle
+        assert mem.read(addr, 24) == struct.pack("<QQi", 10_000, ready, 1) + b"\xbb" * 4
+    finally:
+        guest.close()
+
+
 def test_ping_guest_exits_after_limit(img):
     status, out, err = boot(img("ping"), "--net:service0=switch", "--ping", "10.0.0.2:5",
                             "--", "5")
