@@ -99,11 +99,94 @@ def best(fn, repeat):
     return min(results, key=lambda r: r[0])
 
 
+# --breakdown: where an echo's wall time goes. Each component is wrapped with
+# a timer that keeps its time exclusive of the wrapped components it calls;
+# what a wrapper itself costs lands in its caller and is taken back out
+# (the same amount per call, chosen so the parts add up to the unwrapped
+# run), so each figure is good to about a microsecond.
+COMPONENTS = (
+    ("unicorn", "Uc", "emu_start",
+     "Unicorn emu_start: restart, guest code, out and rdtsc hook trampolines"),
+    ("sim.cpu.memory", "GuestMemory", "read", "GuestMemory.read"),
+    ("sim.cpu.memory", "GuestMemory", "write", "GuestMemory.write"),
+    ("simpy", "Environment", "step", "SimPy Environment.step: events, process resumption"),
+    ("sim.cpu.vcpu", "VCPU", "run", "VCPU.run around emu_start"),
+    ("sim.cpu.vcpu", "VCPU", "_on_out", "VCPU._on_out (a Trap per out)"),
+    ("sim.guest", "Guest", "step", "Guest.step"),
+    ("sim.guest", "Guest", "_on_trap", "Guest._on_trap"),
+    ("sim.guest", "Guest", "_tsc", "Guest._tsc (rdtsc value)"),
+    ("sim.libos.personality", "GuestServices", "now", "GuestServices.now"),
+    ("sim.libos.dispatch", "Block", "__init__", "Block (frozen dataclass)"),
+    ("sim.libos.hvt", "HvtPersonality", "on_trap", "hvt on_trap (with the handlers)"),
+    ("sim.libos.hvt", "HvtPersonality", "_stop_after", "hvt _stop_after (RIP past the out)"),
+    ("sim.libos.hvt", "HvtPersonality", "resume", "hvt resume (POLL's OUT fields)"),
+    ("sim.libos.hvt", "NetMixin", "send", "hvt NetMixin.send"),
+    ("sim.libos.hvt", "NetMixin", "receive", "hvt NetMixin.receive"),
+    ("sim.libos.hvt", "NetMixin", "ready_set", "hvt NetMixin.ready_set"),
+    ("sim.libos.hvt", "NetMixin", "net_event", "hvt NetMixin.net_event"),
+    ("sim.devices.net", "Switch", "send", "Switch.send (copies scheduled)"),
+    ("sim.devices.net", "Switch", "_arrive", "Switch._arrive"),
+    ("sim.devices.net", "Nic", "send", "Nic.send"),
+    ("sim.devices.net", "Nic", "deliver", "Nic.deliver (wake)"),
+    ("sim.devices.peers", "PingPeer", "deliver", "PingPeer.deliver (parse, reply)"),
+)
+
+
+def breakdown(net: Path, frames: int, unwrapped_s: float) -> list[tuple[float, float, str]]:
+    """(us per echo, calls per echo, component) for one run of ``frames`` echoes."""
+    import collections
+    import functools
+    import importlib
+
+    clock = time.perf_counter
+    own: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+    inner_calls: collections.Counter = collections.Counter()
+    stack = [[0.0, 0]]  # per active component: [time in wrapped callees, their number]
+
+    def timed(fn, label):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            frame = [0.0, 0]
+            stack.append(frame)
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = clock() - t0
+                stack.pop()
+                own[label] += dt - frame[0]
+                calls[label] += 1
+                inner_calls[label] += frame[1]
+                stack[-1][0] += dt
+                stack[-1][1] += 1
+        return wrapper
+
+    saved = []
+    for module, cls_name, attr, label in COMPONENTS:
+        cls = getattr(importlib.import_module(module), cls_name)
+        saved.append((cls, attr, cls.__dict__[attr]))
+        setattr(cls, attr, timed(getattr(cls, attr), label))
+    try:
+        wall, _ = run(net, (str(frames),), 64 << 20, net=True)
+    finally:
+        for cls, attr, fn in saved:
+            setattr(cls, attr, fn)
+    per_call = (wall - unwrapped_s) / (sum(inner_calls.values()) + stack[0][1])
+    rows = [((own[k] - inner_calls[k] * per_call) / frames * 1e6, calls[k] / frames, k)
+            for k in own]
+    rest = wall - sum(own.values()) - stack[0][1] * per_call
+    rows.append((rest / frames * 1e6, 1.0, "the rest: the run loop, boot.guest_process"))
+    return sorted(rows, reverse=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--frames", type=int, default=5_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the echo's components (one more run, wrapped)")
     a = ap.parse_args()
     print(f"calls={a.calls} frames={a.frames} repeat={a.repeat} "
           f"load average {os.getloadavg()[0]:.2f}")
@@ -121,6 +204,7 @@ def main() -> None:
         wall_h, g_h = best(lambda: run(hvt, (n,), 64 << 20), a.repeat)
         wall_p, g_p = best(lambda: run(pico, (n,), 64 << 20), a.repeat)
         wall_n, g_n = best(lambda: run(net, (str(a.frames),), 64 << 20, net=True), a.repeat)
+        parts = breakdown(net, a.frames, wall_n) if a.breakdown else []
     per_h = (wall_h - base_h) / (a.calls - 1)
     per_p = (wall_p - base_p) / (a.calls - 1)
     per_n = (wall_n - base_n) / (a.frames - 1)
@@ -131,6 +215,10 @@ def main() -> None:
     print(f"hvt NET_WRITE+POLL+NET_READ echo: {a.frames} round trips  "
           f"{per_n * 1e6:6.2f} us/echo  {1 / per_n:10,.0f} echoes/s  "
           f"({g_n.crossings} crossings; whole run {wall_n / a.frames * 1e6:.2f} us/echo)")
+    if parts:
+        print(f"where the whole run's {wall_n / a.frames * 1e6:.2f} us/echo go:")
+        for us, n, label in parts:
+            print(f"  {us:6.2f} us  {n:5.2f} calls  {label}")
 
 
 if __name__ == "__main__":
