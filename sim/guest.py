@@ -60,6 +60,7 @@ class Guest:
         self.vcpu = VCPU(self.config.mem_bytes)
         time = self.config.time
         self.vcpu.gate.set_time(*time.ns_ratio, time.epoch_ns)
+        self.vcpu.gate.serve_tsc(time.clock_hz)  # the same as _tsc, natively
         self.console = Console(on_console)
         self.services = GuestServices(name, image, self.vcpu, self.config, self.console, tracer)
         self.services.env = env

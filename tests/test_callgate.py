@@ -150,3 +150,40 @@ def test_without_the_native_library_the_numbers_are_the_same(clocks, monkeypatch
     result, out, _, guest = run(clocks, "10", kinds=())
     assert not guest.vcpu.gate.native and guest.vcpu.counter.kind == "python"
     assert out == reference[1] and result.t_ns == reference[0].t_ns
+
+
+TSC_CLOCK = r"""
+#include <picosim.h>
+#include "sdk_backend.h"
+int main(void)
+{
+    unsigned long sum = 0;
+    for (int i = 0; i < 30; i++) {
+        unsigned long t = sdk_backend_clock_ns();  /* rdtsc on hvt and spt */
+        for (unsigned long k = 0; k < (t & 31); k++)
+            sum += k ^ t;
+        printf("%lu %lu\n", t, sum & 0xffff);
+    }
+    return 0;
+}
+"""
+
+
+@needs_native
+@pytest.mark.parametrize("target", ["hvt", "spt"])
+def test_rdtsc_answered_natively_matches_the_python_path(tmp_path, monkeypatch, target):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from sim.sdk.solo5 import build_app as solo5_build
+
+    src = tmp_path / "tsc.c"
+    src.write_text(TSC_CLOCK)
+    image = solo5_build([src], tmp_path / f"tsc-{target}.elf", target)
+    fast, fast_out, _, guest = run(image, kinds=())
+    assert guest.vcpu.gate.clock.tsc_hz == guest.config.time.clock_hz
+    monkeypatch.setattr(native, "load", lambda: None)
+    slow, slow_out, _, slow_guest = run(image, kinds=())
+    assert not slow_guest.vcpu.gate.native
+    assert fast.stopped.status == slow.stopped.status == 0
+    assert fast_out == slow_out and fast_out.count(b"\n") == 30
+    assert fast.t_ns == slow.t_ns

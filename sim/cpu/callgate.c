@@ -1,4 +1,4 @@
-/* The vCPU's syscall gate (see callgate.py).
+/* The vCPU's syscall gate (see callgate.py), and its RDTSC.
  *
  * A UC_HOOK_INSN hook on `syscall`. While the gate is open, a call whose
  * number (RAX) the personality registered as a clock read is answered
@@ -15,6 +15,10 @@
  * instructions is a difference of the guest's whole count, so where runs
  * and slices end does not change it.)
  *
+ * RDTSC is answered here too once Python sets the clock's tsc_hz: the TSC
+ * follows simulated time, tsc = now * tsc_hz / 10^9 (TimeModel.ns_to_tsc).
+ * Until then it goes to the Python callback.
+ *
  * Like blockcount.c, this file calls no libunicorn symbol directly: the
  * functions it needs are handed in as pointers taken from the binding's own
  * library object.
@@ -29,6 +33,7 @@ typedef uc_err (*hook_add_fn)(uc_engine *, uc_hook *, int, void *, void *,
 typedef uc_err (*hook_del_fn)(uc_engine *, uc_hook);
 typedef uc_err (*reg_fn)(uc_engine *, int, void *);
 typedef void (*fallback_fn)(uc_engine *, void *);
+typedef uint32_t (*rdtsc_fn)(uc_engine *, void *);
 
 #define GATE_CALLS 1024 /* call numbers the gate can serve: 0 .. GATE_CALLS-1 */
 
@@ -46,6 +51,7 @@ struct clock {
     uint64_t served;   /* calls answered here since the last drain */
     uint64_t insn_base;    /* instructions the guest retired before this run */
     uint64_t insn_base_ns; /* insn_base * mult / hz */
+    uint64_t tsc_hz;       /* TSC rate; 0: RDTSC goes to Python */
     uint32_t open;     /* 0: every call goes to Python */
     uint32_t pad;
 };
@@ -55,10 +61,12 @@ struct gate {
     const uint64_t *retired; /* the instruction counter's running count */
     uc_engine *uc;
     uc_hook hook;
+    uc_hook tsc_hook;
     hook_del_fn hook_del;
     reg_fn reg_read;
     reg_fn reg_write;
     fallback_fn fallback;
+    rdtsc_fn tsc_fallback;
     uint8_t kind[GATE_CALLS];
     uint64_t cost[GATE_CALLS];
     uint64_t count[GATE_CALLS];
@@ -94,10 +102,25 @@ static void syscall_hook(uc_engine *uc, void *ud)
     g->fallback(uc, NULL);
 }
 
+/* Returns 1: Unicorn skips the instruction, whose result we wrote. */
+static uint32_t rdtsc_hook(uc_engine *uc, void *ud)
+{
+    struct gate *g = ud;
+    struct clock *c = g->clock;
+    if (!c->tsc_hz)
+        return g->tsc_fallback(uc, NULL);
+    unsigned __int128 ticks = (unsigned __int128)now_ns(c, *g->retired) * c->tsc_hz;
+    uint64_t tsc = (uint64_t)(ticks / 1000000000u);
+    uint64_t lo = tsc & 0xFFFFFFFFu, hi = tsc >> 32;
+    g->reg_write(uc, UC_X86_REG_RAX, &lo);
+    g->reg_write(uc, UC_X86_REG_RDX, &hi);
+    return 1;
+}
+
 struct gate *cg_new(uc_engine *uc, struct clock *clock,
                     const uint64_t *retired, void *hook_add,
                     void *hook_del, void *reg_read, void *reg_write,
-                    void *fallback)
+                    void *fallback, void *tsc_fallback)
 {
     struct gate *g = calloc(1, sizeof *g);
     if (!g)
@@ -109,10 +132,18 @@ struct gate *cg_new(uc_engine *uc, struct clock *clock,
     g->reg_read = (reg_fn)reg_read;
     g->reg_write = (reg_fn)reg_write;
     g->fallback = (fallback_fn)fallback;
+    g->tsc_fallback = (rdtsc_fn)tsc_fallback;
     uc_err err = ((hook_add_fn)hook_add)(uc, &g->hook, UC_HOOK_INSN,
                                          (void *)syscall_hook, g, 1, 0,
                                          UC_X86_INS_SYSCALL);
     if (err != UC_ERR_OK) {
+        free(g);
+        return NULL;
+    }
+    err = ((hook_add_fn)hook_add)(uc, &g->tsc_hook, UC_HOOK_INSN, (void *)rdtsc_hook, g,
+                                  1, 0, UC_X86_INS_RDTSC);
+    if (err != UC_ERR_OK) {
+        g->hook_del(uc, g->hook);
         free(g);
         return NULL;
     }
@@ -154,5 +185,6 @@ void cg_free(struct gate *g)
     if (!g)
         return;
     g->hook_del(g->uc, g->hook);
+    g->hook_del(g->uc, g->tsc_hook);
     free(g);
 }

@@ -29,7 +29,7 @@ from enum import IntEnum
 
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.arch.intel import HOOK_INSN_SYSCALL_CFUNC
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_SYSCALL_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
 
 from sim.cpu import native
@@ -59,6 +59,7 @@ class Clock(ctypes.Structure):
         ("served", ctypes.c_uint64),  # calls answered natively since drain()
         ("insn_base", ctypes.c_uint64),  # instructions retired before this run
         ("insn_base_ns", ctypes.c_uint64),  # their time: insn_base * mult // hz
+        ("tsc_hz", ctypes.c_uint64),  # TSC rate; 0: RDTSC takes the Python path
         ("open", ctypes.c_uint32),  # 0: every call takes the Python path
         ("_pad", ctypes.c_uint32),
     ]
@@ -73,7 +74,7 @@ def _library() -> ctypes.CDLL | None:
     if lib is not None and not _prototyped:
         vp, u64 = ctypes.c_void_p, ctypes.c_uint64
         lib.cg_new.restype = vp
-        lib.cg_new.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp]
+        lib.cg_new.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp]
         lib.cg_serve.restype = ctypes.c_int
         lib.cg_serve.argtypes = [vp, u64, ctypes.c_uint32, u64]
         lib.cg_drain.restype = None
@@ -87,11 +88,13 @@ def _library() -> ctypes.CDLL | None:
 
 
 class CallGate:
-    """Routes a vCPU's syscalls: registered clock reads natively, the rest
-    to ``on_syscall(uc, user_data)`` (the vCPU's Python trap hook)."""
+    """Routes a vCPU's syscalls (registered clock reads natively, the rest
+    to ``on_syscall(uc, user_data)``, the vCPU's Python trap hook) and its
+    RDTSC (natively once :meth:`serve_tsc` is called, else ``on_rdtsc``)."""
 
     def __init__(self, uc: Uc, counter: InstructionCounter,
-                 on_syscall: Callable[[Uc, object], None]):
+                 on_syscall: Callable[[Uc, object], None],
+                 on_rdtsc: Callable[[Uc, object], int]):
         self._uc = uc
         self._gate: int | None = None
         self._counts = (ctypes.c_uint64 * GATE_CALLS)()
@@ -100,17 +103,22 @@ class CallGate:
         self.served_total = 0  # calls answered natively over the vCPU's life
         retired = counter.retired_address
         lib = _library() if retired is not None else None
+        # The binding's decorator: an exception in the Python path is kept,
+        # emulation stops, and emu_start raises it. The 2.1 binding refuses
+        # UC_X86_INS_RDTSC in hook_add although the C core supports it; its
+        # callback has the CPUID shape: (uc, user_data) -> "skip it" flag.
+        self._tsc_fallback = uccallback(uc, HOOK_INSN_CPUID_CFUNC)(on_rdtsc)
         if lib is None:
             uc.hook_add(UC_HOOK_INSN, on_syscall, aux1=X.UC_X86_INS_SYSCALL)
+            uc._Uc__do_hook_add(UC_HOOK_INSN, self._tsc_fallback, 1, 0,
+                                ctypes.c_int(X.UC_X86_INS_RDTSC))
             self.native = False
             return
-        # The binding's decorator: an exception in the Python path is kept,
-        # emulation stops, and emu_start raises it.
         self._fallback = uccallback(uc, HOOK_INSN_SYSCALL_CFUNC)(on_syscall)
         raw = native.uclib()
         gate = lib.cg_new(uc._uch, ctypes.addressof(self.clock), retired, *(native.address(f) for f in (
             raw.uc_hook_add, raw.uc_hook_del, raw.uc_reg_read, raw.uc_reg_write,
-            self._fallback)))
+            self._fallback, self._tsc_fallback)))
         if not gate:
             raise MemoryError("cannot create the vCPU's syscall gate")
         self._lib = lib
@@ -132,6 +140,14 @@ class CallGate:
         if not (0 <= nr < GATE_CALLS and 0 <= cost_ns < _U64):
             return False
         return self._lib.cg_serve(self._gate, nr, int(kind), cost_ns) == 0
+
+    def serve_tsc(self, tsc_hz: int) -> bool:
+        """Answer RDTSC natively: the simulated clock at ``tsc_hz`` ticks per
+        second (TimeModel.ns_to_tsc). False when only Python can."""
+        if self._gate is None or not self._fits or not 0 < tsc_hz < _U64:
+            return False
+        self.clock.tsc_hz = tsc_hz
+        return True
 
     def drain(self) -> dict[int, int]:
         """Calls answered natively since the last drain, by number."""

@@ -31,8 +31,6 @@ from unicorn import (
     UcError,
 )
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
-from unicorn.unicorn_py3.unicorn import uccallback
 
 from sim.cpu import excstate
 from sim.cpu.blockcount import InstructionCounter, retired_before
@@ -157,27 +155,19 @@ class VCPU:
         self._backing: tuple[object, object] | None = None  # (mmap, ctypes view) of mapped RAM
         excstate.layout()  # probe once per process, before any guest runs
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
-        # Every `syscall` enters the gate: registered clock reads are answered
-        # natively, the rest come to _on_syscall.
-        self.gate = CallGate(self.uc, self.counter, self._on_syscall)
+        # Every `syscall` and `rdtsc` enters the gate: registered clock reads
+        # are answered natively, the rest come to _on_syscall and _on_rdtsc.
+        self.gate = CallGate(self.uc, self.counter, self._on_syscall, self._on_rdtsc)
         self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
         self.uc.hook_add(UC_HOOK_INSN, self._on_in, aux1=X.UC_X86_INS_IN)
-        self._add_rdtsc_hook()
 
     # -- set-up -----------------------------------------------------------
-    def _add_rdtsc_hook(self) -> None:
-        # The 2.1 binding refuses UC_X86_INS_RDTSC in hook_add although the C
-        # core supports it; register it with the CPUID callback shape, which is
-        # the same (uc, user_data) -> "skip the instruction" flag.
-        @uccallback(self.uc, HOOK_INSN_CPUID_CFUNC)
-        def on_rdtsc(uc: Uc, _key: int) -> int:
-            value = self.tsc(self.counter.retired)
-            raw = self.raw
-            raw.write(X.UC_X86_REG_RAX, value & 0xFFFF_FFFF)
-            raw.write(X.UC_X86_REG_RDX, (value >> 32) & 0xFFFF_FFFF)
-            return 1
-
-        self.uc._Uc__do_hook_add(UC_HOOK_INSN, on_rdtsc, 1, 0, ctypes.c_int(X.UC_X86_INS_RDTSC))
+    def _on_rdtsc(self, uc: Uc, _key: object) -> int:
+        value = self.tsc(self.counter.retired)
+        raw = self.raw
+        raw.write(X.UC_X86_REG_RAX, value & 0xFFFF_FFFF)
+        raw.write(X.UC_X86_REG_RDX, (value >> 32) & 0xFFFF_FFFF)
+        return 1  # skip the instruction: its result is written
 
     def enter_long_mode(self, *, cr3: int, gdt_base: int, gdt_limit: int, rip: int, rsp: int,
                         nx: bool, cr0: int = 0x80010033, cr4: int = 0x620,
