@@ -31,6 +31,22 @@ def test_hello_prints_command_line(img):
     assert status == 0 and "Command line is: 'one two'" in out and "SUCCESS" in out
 
 
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_call_trace_names_every_argument(img, fmt):
+    # Arguments are named after the handler's parameters, as on pico and hvt.
+    status, _out, err = boot(img("hello"), "--trace=call", "--trace-format", fmt, "--", "x")
+    assert status == 0, err
+    if fmt == "text":
+        assert "call write(fd=1, buf=0x" in err and "call exit_group(status=0)" in err
+    else:
+        import json
+
+        calls = [e for e in map(json.loads, err.splitlines()) if e["kind"] == "call"]
+        assert calls[-1]["name"] == "exit_group" and calls[-1]["args"] == {"status": 0}
+        writes = [e for e in calls if e["name"] == "write"]
+        assert writes and set(writes[0]["args"]) == {"fd", "buf", "count"}
+
+
 def test_sse_arithmetic(img):
     status, out, _ = boot(img("sse"))
     assert status == 0 and "SUCCESS" in out

@@ -19,9 +19,10 @@ SIGSYS would: exit 159. A memory fault is SIGSEGV: exit 139.
 
 from __future__ import annotations
 
+import inspect
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from unicorn import x86_const as X
@@ -65,6 +66,13 @@ class Syscall:
     name: str
     handler: Callable[..., int | Block | GuestExit]
     policy: str  # what the seccomp filter admits, for docs and diagnoses
+    # The arguments' names, as the handler declares them (for traces).
+    params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [q.name for q in inspect.signature(self.handler).parameters.values()
+                 if q.kind is q.POSITIONAL_OR_KEYWORD][1:]  # after the personality
+        object.__setattr__(self, "params", tuple(names))
 
 
 # -- handlers: (personality, a0..a5) -> result | Block | GuestExit ------------------
@@ -321,7 +329,7 @@ class SptPersonality(NetMixin, Personality):
             result = -EFAULT
         self.calls[call.name] += 1
         if s.tracer.wants("call"):
-            s.emit("call", call.name, args=tuple(args), result=show_result(result))
+            s.emit("call", call.name, args=dict(zip(call.params, args)), result=show_result(result))
         if isinstance(result, int):
             s.vcpu.set_reg(X.UC_X86_REG_RAX, result & 0xFFFF_FFFF_FFFF_FFFF)
             return False
