@@ -36,9 +36,13 @@ class GuestMemory:
         self.uc = uc
         self.size = size
         uc.mem_map(0, size, UC_PROT_ALL)
+        # The hypercall-struct path is hot: one handle, one address object and
+        # one buffer, converted once. Sizes go as plain ints (at most
+        # SMALL_READ, so C's int conversion holds them).
         self._uch = ctypes.c_void_p(uc._uch.value)
+        self._addr = ctypes.c_uint64()
         self._buf = ctypes.create_string_buffer(SMALL_READ)
-        self._buf_addr = ctypes.addressof(self._buf)
+        self._view = memoryview(self._buf).cast("B")
 
     def check(self, addr: int, size: int) -> None:
         if size < 0 or addr < 0:
@@ -50,21 +54,23 @@ class GuestMemory:
         self.check(addr, size)
         if size == 0:
             return b""
-        if size <= SMALL_READ:  # the hypercall-struct path: one reused buffer
-            status = _raw_mem_read(self._uch, ctypes.c_uint64(addr), self._buf,
-                                   ctypes.c_size_t(size))
+        if size <= SMALL_READ:
+            self._addr.value = addr
+            status = _raw_mem_read(self._uch, self._addr, self._buf, size)
             if status:
                 raise GuestMemoryError(addr, size, f"could not be read (error {status})")
-            return ctypes.string_at(self._buf_addr, size)
+            return bytes(self._view[:size])  # a copy: the buffer is reused
         return bytes(self.uc.mem_read(addr, size))
 
     def write(self, addr: int, data: bytes) -> None:
         size = len(data)
         self.check(addr, size)
         if size:
-            # The raw call takes the bytes object's buffer as it is (no copy).
-            status = _raw_mem_write(self._uch, ctypes.c_uint64(addr), bytes(data),
-                                    ctypes.c_size_t(size))
+            # The raw call takes a bytes object's buffer as it is (no copy).
+            if type(data) is not bytes:
+                data = bytes(data)
+            self._addr.value = addr
+            status = _raw_mem_write(self._uch, self._addr, data, ctypes.c_size_t(size))
             if status:  # pragma: no cover - checked above; keep the reason
                 raise GuestMemoryError(addr, size, f"could not be written (error {status})")
 

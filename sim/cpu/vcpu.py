@@ -144,6 +144,7 @@ class VCPU:
         self.counter = InstructionCounter(self.uc, prefer_native=prefer_native, cut_blocks=False)
         self.raw = RawRegisters(self.uc)
         self._syscall_trap = Trap("syscall", vcpu=self)
+        self._out_trap = Trap("out", vcpu=self)
         self.trap_handler: Callable[[Trap], bool] = _no_trap_handler
         self.tsc: Callable[[int], int] = lambda retired: retired
         self._stop_trap: Trap | None = None
@@ -224,7 +225,12 @@ class VCPU:
             uc.emu_stop()
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _key: int) -> None:
-        self._trap(Trap("out", None, port, size, value, vcpu=self))
+        # Every hvt hypercall: one Trap per vCPU, reused like the syscall one.
+        trap = self._out_trap
+        trap.port, trap.size, trap.value, trap._rip = port, size, value, None
+        if self.trap_handler(trap):
+            self._stop_trap = Trap("out", trap._rip, port, size, value, vcpu=self)
+            uc.emu_stop()
 
     def _on_in(self, uc: Uc, port: int, size: int, _key: int) -> int:
         self._trap(Trap("in", None, port, size, vcpu=self))
