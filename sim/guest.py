@@ -36,7 +36,9 @@ class Stopped:
     fault: bool = False
 
 
-@dataclass(frozen=True)
+# Built on every step: plain slots, since a frozen dataclass costs ~1 us to
+# build against ~0.3 us (treat it as read-only all the same).
+@dataclass(slots=True)
 class Step:
     insns: int
     busy_ns: int
