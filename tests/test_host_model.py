@@ -46,11 +46,12 @@ def test_rr_two_hogs_share_half():
     assert a == pytest.approx(0.5, abs=0.05) and b == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("sched", ["cfs", "credit2"])
-def test_weights_two_to_one(sched):
-    a, b = two_hogs(sched, 2.0, 1.0)
-    assert a == pytest.approx(2 / 3, abs=0.04)
-    assert b == pytest.approx(1 / 3, abs=0.04)
+@pytest.mark.parametrize("sched", ["cfs", "credit1", "credit2"])
+@pytest.mark.parametrize("wa", [2.0, 4.0])
+def test_weights_share_the_core(sched, wa):
+    a, b = two_hogs(sched, wa, 1.0)
+    assert a == pytest.approx(wa / (wa + 1), abs=0.04)
+    assert b == pytest.approx(1 / (wa + 1), abs=0.04)
 
 
 def test_fifo_runs_to_block():

@@ -85,6 +85,9 @@ class Credit1(PerCoreScheduler):
             self._active_weight -= t.weight
 
     def _push(self, core, t, now, woken):
+        # Accounting due now comes first: a slice that ends on a period
+        # boundary must queue its task with the priority the new credit gives.
+        self._accounting(now)
         if woken and t.prio == UNDER:
             t.prio = BOOST
         t.qcore = core.index
