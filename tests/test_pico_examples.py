@@ -171,3 +171,28 @@ def test_pipe_capacity_option_is_checked():
                            "--pipe-capacity", "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--pipe-capacity" in proc.stderr
+
+
+@needs_gcc
+def test_a_full_nonblocking_pipe_says_eagain(tmp_path):
+    app = r"""
+#include <picolibos.h>
+static char chunk[10000];
+int main(void)
+{
+    long wr = pico_stream_open("pipe:nb", 7, PL_OPEN_WRITE | PL_OPEN_NONBLOCK);
+    long rd = pl_open("pipe:nb", PL_OPEN_READ);
+    long total = 0, n;
+    while ((n = pico_stream_write(wr, chunk, sizeof chunk)) > 0)
+        total += n;
+    printf("wrote %ld then %s\n", total, pl_strerror(n));
+    pico_sleep_until(pico_clock_monotonic() + 1000000);  /* let it all arrive */
+    long got = pico_stream_read(rd, chunk, 4096);
+    printf("read %ld, then wrote %ld\n", got, pico_stream_write(wr, chunk, sizeof chunk));
+    return 0;
+}
+"""
+    img = build(tmp_path, app, "nb", '[pico]\ncalls = ["*"]\nuris = ["console:", "pipe:*"]\n')
+    result, out, _, _ = run(img)
+    assert result.stopped.status == 0, out
+    assert out == b"wrote 65536 then EAGAIN\nread 4096, then wrote 4096\n"
