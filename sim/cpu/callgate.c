@@ -34,6 +34,13 @@ typedef uc_err (*hook_del_fn)(uc_engine *, uc_hook);
 typedef uc_err (*reg_fn)(uc_engine *, int, void *);
 typedef void (*fallback_fn)(uc_engine *, void *);
 typedef uint32_t (*rdtsc_fn)(uc_engine *, void *);
+typedef uc_err (*reg_batch_fn)(uc_engine *, int *, void **, int);
+
+/* The syscall convention: number in RAX, arguments in RDI RSI RDX R10 R8 R9. */
+#define SYSCALL_REGS 7
+static int syscall_regs[SYSCALL_REGS] = {UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
+                                         UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8,
+                                         UC_X86_REG_R9};
 
 #define GATE_CALLS 1024 /* call numbers the gate can serve: 0 .. GATE_CALLS-1 */
 
@@ -67,6 +74,8 @@ struct gate {
     reg_fn reg_write;
     fallback_fn fallback;
     rdtsc_fn tsc_fallback;
+    reg_batch_fn read_batch;
+    void *arg_slots[SYSCALL_REGS]; /* into Python's array: nr, a0..a5 */
     uint8_t kind[GATE_CALLS];
     uint64_t cost[GATE_CALLS];
     uint64_t count[GATE_CALLS];
@@ -99,6 +108,9 @@ static void syscall_hook(uc_engine *uc, void *ud)
             return;
         }
     }
+    /* Python reads the call number and arguments from its array: one batch
+     * read here costs less than one register read from Python. */
+    g->read_batch(uc, syscall_regs, g->arg_slots, SYSCALL_REGS);
     g->fallback(uc, NULL);
 }
 
@@ -120,7 +132,8 @@ static uint32_t rdtsc_hook(uc_engine *uc, void *ud)
 struct gate *cg_new(uc_engine *uc, struct clock *clock,
                     const uint64_t *retired, void *hook_add,
                     void *hook_del, void *reg_read, void *reg_write,
-                    void *fallback, void *tsc_fallback)
+                    void *fallback, void *tsc_fallback, void *read_batch,
+                    uint64_t *args)
 {
     struct gate *g = calloc(1, sizeof *g);
     if (!g)
@@ -133,6 +146,9 @@ struct gate *cg_new(uc_engine *uc, struct clock *clock,
     g->reg_write = (reg_fn)reg_write;
     g->fallback = (fallback_fn)fallback;
     g->tsc_fallback = (rdtsc_fn)tsc_fallback;
+    g->read_batch = (reg_batch_fn)read_batch;
+    for (int i = 0; i < SYSCALL_REGS; i++)
+        g->arg_slots[i] = &args[i];
     uc_err err = ((hook_add_fn)hook_add)(uc, &g->hook, UC_HOOK_INSN,
                                          (void *)syscall_hook, g, 1, 0,
                                          UC_X86_INS_SYSCALL);

@@ -74,7 +74,7 @@ def _library() -> ctypes.CDLL | None:
     if lib is not None and not _prototyped:
         vp, u64 = ctypes.c_void_p, ctypes.c_uint64
         lib.cg_new.restype = vp
-        lib.cg_new.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp]
+        lib.cg_new.argtypes = [vp] * 11
         lib.cg_serve.restype = ctypes.c_int
         lib.cg_serve.argtypes = [vp, u64, ctypes.c_uint32, u64]
         lib.cg_drain.restype = None
@@ -101,6 +101,9 @@ class CallGate:
         self.clock = Clock(hz=1)
         self._fits = False  # set_time found numbers the C hook can hold
         self.served_total = 0  # calls answered natively over the vCPU's life
+        # RAX, RDI, RSI, RDX, R10, R8, R9 of the syscall being served in
+        # Python, filled by the native hook before it calls on_syscall.
+        self.args = (ctypes.c_uint64 * 7)()
         retired = counter.retired_address
         lib = _library() if retired is not None else None
         # The binding's decorator: an exception in the Python path is kept,
@@ -118,7 +121,8 @@ class CallGate:
         raw = native.uclib()
         gate = lib.cg_new(uc._uch, ctypes.addressof(self.clock), retired, *(native.address(f) for f in (
             raw.uc_hook_add, raw.uc_hook_del, raw.uc_reg_read, raw.uc_reg_write,
-            self._fallback, self._tsc_fallback)))
+            self._fallback, self._tsc_fallback, raw.uc_reg_read_batch)),
+            ctypes.addressof(self.args))
         if not gate:
             raise MemoryError("cannot create the vCPU's syscall gate")
         self._lib = lib

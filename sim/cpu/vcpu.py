@@ -159,6 +159,19 @@ class VCPU:
         # Every `syscall` and `rdtsc` enters the gate: registered clock reads
         # are answered natively, the rest come to _on_syscall and _on_rdtsc.
         self.gate = CallGate(self.uc, self.counter, self._on_syscall, self._on_rdtsc)
+        # Inside the syscall hook: syscall_args() is [nr, a0..a5] (rax; rdi
+        # rsi rdx r10 r8 r9) and syscall_nr() is rax. The native gate has
+        # read them already; else they are read from the registers.
+        self.syscall_args: Callable[[], list[int]]
+        self.syscall_nr: Callable[[], int]
+        if self.gate.native:
+            regs = self.gate.args
+            self.syscall_args = lambda: regs[:]
+            self.syscall_nr = lambda: regs[0]
+        else:
+            raw = self.raw
+            self.syscall_args = raw.syscall_args
+            self.syscall_nr = lambda: raw.read(X.UC_X86_REG_RAX)
         self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
         self.uc.hook_add(UC_HOOK_INSN, self._on_in, aux1=X.UC_X86_INS_IN)
 
@@ -203,10 +216,6 @@ class VCPU:
     @property
     def rip(self) -> int:
         return self.raw.read(X.UC_X86_REG_RIP)
-
-    def syscall_args(self) -> list[int]:
-        """(nr, a0..a5) in the syscall convention: rax; rdi rsi rdx r10 r8 r9."""
-        return self.raw.syscall_args()
 
     # -- hooks ------------------------------------------------------------
     def _trap(self, trap: Trap) -> None:

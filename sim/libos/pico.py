@@ -174,7 +174,7 @@ class PicoPersonality(StreamCalls, ThreadCalls, Personality):
         self.cmdline = " ".join(s.config.args).encode() + b"\0"
         uc = s.vcpu.uc
         self._args = s.vcpu.syscall_args
-        self._nr = lambda: s.vcpu.raw.read(X.UC_X86_REG_RAX)
+        self._nr = s.vcpu.syscall_nr
         self.vm = VirtualMemory(boot_end, heap_end, self.policy.memory, tables, self.regions,
                                 zero=lambda a, n: s.mem.write(a, bytes(n)),
                                 flush=self._flush)
