@@ -1306,7 +1306,7 @@ LABS["05_abi_change.ipynb"] = [
     md("""
     The wall-clock column varies with the machine (and the traced run also
     pays for its trace); `docs/performance.md` measures the two paths
-    without a trace: about 0.06 us per call through the gate, about 2.8 us
+    without a trace: about 0.07 us per call through the gate, about 2.7 us
     through Python.
 
     **Q7.** How many crossings did the untraced run make (look at the
