@@ -218,6 +218,37 @@ def test_hypercalls_write_only_their_out_fields(img):
         guest.close()
 
 
+def test_ping_interval_and_size_options(img, tmp_path):
+    # Full-size requests 20 us apart: every one answered, each frame 1514
+    # bytes on the wire, the requests 20 us apart in the pcap.
+    pcap = tmp_path / "big.pcap"
+    status, _out, err = boot(img("ping"), "--net:service0=switch", "--ping", "10.0.0.2:20",
+                             "--ping-interval", "20000", "--ping-size", "1472", "--pcap", str(pcap))
+    assert status == 0, err
+    assert "20 packets transmitted, 20 received" in err
+    data, off, requests = pcap.read_bytes(), 24, []
+    while off < len(data):
+        sec, ns, incl, _orig = struct.unpack_from("<IIII", data, off)
+        frame = data[off + 16:off + 16 + incl]
+        if frame[12:14] == b"\x08\x00" and frame[23] == 1 and frame[34] == 8:
+            requests.append((sec * 10**9 + ns, len(frame)))
+        off += 16 + incl
+    assert [n for _t, n in requests] == [1514] * 20
+    gaps = {b[0] - a[0] for a, b in zip(requests, requests[1:])}
+    assert gaps == {20_000}
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--ping-size", "1473", "fragmentation"),
+    ("--ping-size", "-1", "--ping-size"),
+    ("--ping-interval", "-5", "--ping-interval"),
+])
+def test_bad_ping_options_are_one_line(img, flag, value, needle):
+    status, _out, err = boot(img("ping"), "--net:service0=switch", "--ping", "10.0.0.2:3",
+                             flag, value)
+    assert status == 2 and err.count("\n") == 1 and needle in err, err
+
+
 def test_ping_guest_exits_after_limit(img):
     status, out, err = boot(img("ping"), "--net:service0=switch", "--ping", "10.0.0.2:5",
                             "--", "5")

@@ -38,6 +38,10 @@ class PingSpec(NamedTuple):
         return f"{self.ip}:{self.count}"
 
 
+# The largest ICMP payload one 1500-byte-MTU frame carries (1500 - 20 - 8).
+MAX_PING_SIZE = 1472
+
+
 def _ping_spec(text: str) -> PingSpec:
     ip, sep, count = text.rpartition(":")
     try:
@@ -59,8 +63,14 @@ def add_boot_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pcap", metavar="FILE",
                        help="write every frame crossing the virtual switch to FILE (pcap)")
     group.add_argument("--ping", type=_ping_spec, metavar="IP:COUNT",
-                       help=f"a peer at {PEER_IP} pings IP COUNT times (1 ms apart) and "
-                            "reports replies and round-trip times; the run ends when it is done")
+                       help=f"a peer at {PEER_IP} pings IP COUNT times and reports replies "
+                            "and round-trip times; the run ends when it is done")
+    group.add_argument("--ping-interval", type=int, default=1_000_000, metavar="NS",
+                       help="simulated ns between echo requests, as ping -i (default "
+                            "1000000; 0 sends them all at once, a flood)")
+    group.add_argument("--ping-size", type=int, default=56, metavar="BYTES",
+                       help="ICMP payload bytes per request, as ping -s (default 56, at most "
+                            f"{MAX_PING_SIZE}: the peer does not fragment)")
 
 
 def apply_boot_options(args: argparse.Namespace, config: Any, extra: list[str]) -> list[str]:
@@ -102,6 +112,11 @@ def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Ca
     ports = getattr(guest.personality, "net_ports", list)()
     if args.ping and not ports:
         raise BootError("--ping needs a net device: the image declares none")
+    if args.ping_interval < 0:
+        raise BootError("--ping-interval must be >= 0")
+    if not 0 <= args.ping_size <= MAX_PING_SIZE:
+        raise BootError(f"--ping-size must be within 0..{MAX_PING_SIZE}: larger requests "
+                        "need IP fragmentation, which the built-in peer does not do")
     if connect is None or not (ports or args.pcap):
         if args.pcap:
             raise BootError("--pcap needs a Solo5 image with a net device")
@@ -128,7 +143,7 @@ def wrap_run(args: argparse.Namespace, guest: Any, run: Callable[[], Any]) -> Ca
                 return RunResult(proc.value, int(env.now), guest.retired, guest.crossings)
             peer = PingPeer(env, switch, PEER_IP)
             ip, count = args.ping
-            ping = peer.ping(ip, count)
+            ping = peer.ping(ip, count, args.ping_interval, args.ping_size)
             env.run(until=env.any_of([proc, ping]))
             if not ping.triggered:
                 env.run(until=ping)
