@@ -46,7 +46,7 @@ def test_rr_two_hogs_share_half():
     assert a == pytest.approx(0.5, abs=0.05) and b == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("sched", ["cfs", "credit1", "credit2"])
+@pytest.mark.parametrize("sched", ["cfs", "eevdf", "credit1", "credit2"])
 @pytest.mark.parametrize("wa", [2.0, 4.0])
 def test_weights_share_the_core(sched, wa):
     a, b = two_hogs(sched, wa, 1.0)
@@ -61,7 +61,7 @@ def test_fifo_runs_to_block():
 
 def test_credit1_tick_dodger_escapes_accounting():
     shares = {}
-    for sched in ("credit1", "credit2", "cfs"):
+    for sched in ("credit1", "credit2", "cfs", "eevdf"):
         h = Host(cores=1, scheduler=sched)
         d = spawn_model(h, "dodger", "tick-dodger", boot=False)
         spawn_model(h, "hog", "hog", boot=False)
@@ -69,7 +69,30 @@ def test_credit1_tick_dodger_escapes_accounting():
         h.flush_accounting()
         shares[sched] = d.cpu_ns / (2 * S)
     assert shares["credit1"] > 0.85          # calibration.md: ~95% without ratelimit
-    assert shares["credit2"] < 0.6 and shares["cfs"] < 0.6
+    assert shares["credit2"] < 0.6 and shares["cfs"] < 0.6 and shares["eevdf"] < 0.6
+
+
+def short_requests_next_to_hog(sched: str, **params) -> list[int]:
+    h = Host(cores=1, scheduler=sched, seed=3, scheduler_params=params or None)
+    web = spawn_model(h, "web", "requests",
+                      {"interval_us": 5_000.0, "service_us": 100.0, "service": "fixed"}, boot=False)
+    spawn_model(h, "hog", "hog", boot=False)
+    h.run(2 * S)
+    return sorted(web.latencies)
+
+
+def test_eevdf_wakeup_waits_at_most_one_slice():
+    # EEVDF has no sleeper bonus: a woken task with no lag waits for the
+    # running hog's slice to end (RUN_TO_PARITY), never longer. CFS's
+    # sleeper placement lets it preempt at once.
+    eevdf = short_requests_next_to_hog("eevdf")
+    cfs = short_requests_next_to_hog("cfs")
+    slice_ns = 700 * US  # base_slice on one core (calibration.md)
+    assert max(eevdf) <= slice_ns + 100 * US + 20 * US
+    assert percentile(eevdf, 50) > 2 * percentile(cfs, 50)
+    # Without RUN_TO_PARITY a woken task with the earlier deadline preempts.
+    eager = short_requests_next_to_hog("eevdf", run_to_parity=False)
+    assert percentile(eager, 50) < percentile(eevdf, 50)
 
 
 def p99_next_to_hog(sched: str) -> int:

@@ -89,6 +89,7 @@ class Task:
         "memory_bytes", "seg_start",
         # scheduler state
         "queued", "qcore", "qseq", "vruntime", "vr_core", "rq_core", "credit", "prio", "active",
+        "deadline", "vlag",
     )
 
     def __init__(self, host: "Host", index: int, name: str, group: str,

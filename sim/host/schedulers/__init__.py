@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sim.host.schedulers.base import SCHEDULERS, Param, Scheduler, register
-from sim.host.schedulers import fifo, rr, cfs, credit1, credit2  # noqa: F401  (registration)
+from sim.host.schedulers import fifo, rr, cfs, eevdf, credit1, credit2  # noqa: F401  (registration)
 
 
 def make_scheduler(name: str, **params: Any) -> Scheduler:
