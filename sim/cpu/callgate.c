@@ -177,16 +177,21 @@ int cg_serve(struct gate *g, uint64_t nr, uint32_t kind, uint64_t cost_ns)
     return 0;
 }
 
-/* Move the per-call counts into out[0..GATE_CALLS) (added) and clear them. */
-void cg_drain(struct gate *g, uint64_t *out)
+/* Move the per-call counts out as (nr, count) pairs into out[0 .. 2 *
+ * GATE_CALLS) and clear them; returns the number of pairs. */
+int cg_drain(struct gate *g, uint64_t *out)
 {
+    int pairs = 0;
     for (size_t nr = 0; nr < GATE_CALLS; nr++) {
         if (g->count[nr]) {
-            out[nr] += g->count[nr];
+            out[2 * pairs] = nr;
+            out[2 * pairs + 1] = g->count[nr];
+            pairs++;
             g->count[nr] = 0;
         }
     }
     g->clock->served = 0;
+    return pairs;
 }
 
 /* now_ns for a given instruction count: lets tests hold the formula to

@@ -77,7 +77,7 @@ def _library() -> ctypes.CDLL | None:
         lib.cg_new.argtypes = [vp] * 11
         lib.cg_serve.restype = ctypes.c_int
         lib.cg_serve.argtypes = [vp, u64, ctypes.c_uint32, u64]
-        lib.cg_drain.restype = None
+        lib.cg_drain.restype = ctypes.c_int
         lib.cg_drain.argtypes = [vp, vp]
         lib.cg_time_at.restype = u64
         lib.cg_time_at.argtypes = [vp, u64]
@@ -97,7 +97,7 @@ class CallGate:
                  on_rdtsc: Callable[[Uc, object], int]):
         self._uc = uc
         self._gate: int | None = None
-        self._counts = (ctypes.c_uint64 * GATE_CALLS)()
+        self._pairs = (ctypes.c_uint64 * (2 * GATE_CALLS))()  # (nr, count) from drain
         self.clock = Clock(hz=1)
         self._fits = False  # set_time found numbers the C hook can hold
         self.served_total = 0  # calls answered natively over the vCPU's life
@@ -157,10 +157,10 @@ class CallGate:
         """Calls answered natively since the last drain, by number."""
         if self._gate is None or not self.clock.served:
             return {}
-        counts = self._counts
-        ctypes.memset(counts, 0, ctypes.sizeof(counts))
-        self._lib.cg_drain(self._gate, counts)
-        served = {nr: n for nr, n in enumerate(counts) if n}
+        pairs = self._pairs
+        n = self._lib.cg_drain(self._gate, pairs)
+        flat = pairs[:2 * n]
+        served = dict(zip(flat[::2], flat[1::2]))
         self.served_total += sum(served.values())
         return served
 
