@@ -123,26 +123,14 @@ class _State(ctypes.Structure):
     ]
 
 
-_prototyped = False
-
-
-def _load_native() -> ctypes.CDLL | None:
-    global _prototyped
-    lib = native.load()
-    if lib is not None and not _prototyped:
-        vp, u64 = ctypes.c_void_p, ctypes.c_uint64
-        lib.bc_new.restype = ctypes.POINTER(_State)
-        lib.bc_new.argtypes = [vp, vp, vp, vp, vp]
-        lib.bc_arm.restype = None
-        lib.bc_arm.argtypes = [vp, u64]
-        lib.bc_forget.restype = ctypes.c_int
-        lib.bc_forget.argtypes = [vp, u64, u64]
-        lib.bc_cached.restype = ctypes.c_int64
-        lib.bc_cached.argtypes = [vp, u64]
-        lib.bc_free.restype = None
-        lib.bc_free.argtypes = [vp]
-        _prototyped = True
-    return lib
+_VP, _U64 = ctypes.c_void_p, ctypes.c_uint64
+_SIGNATURES = {
+    "bc_new": (ctypes.POINTER(_State), [_VP] * 5),
+    "bc_arm": (None, [_VP, _U64]),
+    "bc_forget": (ctypes.c_int, [_VP, _U64, _U64]),
+    "bc_cached": (ctypes.c_int64, [_VP, _U64]),
+    "bc_free": (None, [_VP]),
+}
 
 
 def _disassembler():
@@ -208,7 +196,7 @@ class InstructionCounter:
         self._last_icount = 0
         self._last_size = 0
         self._budget_hit = False
-        lib = _load_native() if prefer_native else None
+        lib = native.bind(_SIGNATURES) if prefer_native else None
         if lib is not None:
             raw = native.uclib()
             st = lib.bc_new(uc._uch, *(native.address(f) for f in (

@@ -65,26 +65,14 @@ class Clock(ctypes.Structure):
     ]
 
 
-_prototyped = False
-
-
-def _library() -> ctypes.CDLL | None:
-    global _prototyped
-    lib = native.load()
-    if lib is not None and not _prototyped:
-        vp, u64 = ctypes.c_void_p, ctypes.c_uint64
-        lib.cg_new.restype = vp
-        lib.cg_new.argtypes = [vp] * 11
-        lib.cg_serve.restype = ctypes.c_int
-        lib.cg_serve.argtypes = [vp, u64, ctypes.c_uint32, u64]
-        lib.cg_drain.restype = ctypes.c_int
-        lib.cg_drain.argtypes = [vp, vp]
-        lib.cg_time_at.restype = u64
-        lib.cg_time_at.argtypes = [vp, u64]
-        lib.cg_free.restype = None
-        lib.cg_free.argtypes = [vp]
-        _prototyped = True
-    return lib
+_VP, _U64C = ctypes.c_void_p, ctypes.c_uint64
+_SIGNATURES = {
+    "cg_new": (_VP, [_VP] * 11),
+    "cg_serve": (ctypes.c_int, [_VP, _U64C, ctypes.c_uint32, _U64C]),
+    "cg_drain": (ctypes.c_int, [_VP, _VP]),
+    "cg_time_at": (_U64C, [_VP, _U64C]),
+    "cg_free": (None, [_VP]),
+}
 
 
 class CallGate:
@@ -105,7 +93,7 @@ class CallGate:
         # Python, filled by the native hook before it calls on_syscall.
         self.args = (ctypes.c_uint64 * 7)()
         retired = counter.retired_address
-        lib = _library() if retired is not None else None
+        lib = native.bind(_SIGNATURES) if retired is not None else None
         # The binding's decorator: an exception in the Python path is kept,
         # emulation stops, and emu_start raises it. The 2.1 binding refuses
         # UC_X86_INS_RDTSC in hook_add although the C core supports it; its

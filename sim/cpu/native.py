@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import unicorn
 
@@ -58,6 +59,17 @@ def load() -> ctypes.CDLL | None:
     if _lib is None and LIBRARY.exists():
         _lib = ctypes.CDLL(str(LIBRARY))
     return _lib
+
+
+def bind(signatures: dict[str, tuple[Any, list[Any]]]) -> ctypes.CDLL | None:
+    """The library with the given functions' (restype, argtypes) set; None
+    when it has not been built."""
+    lib = load()
+    if lib is not None:
+        for name, (restype, argtypes) in signatures.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
+    return lib
 
 
 def available() -> bool:

@@ -104,11 +104,9 @@ class GuestServices:
         return self.config.time.insns_to_ns(c.insn_base + retired) - c.insn_base_ns
 
     def now(self) -> int:
-        """Simulated ns at this instant of the running step (insn_ns inlined:
-        every call that tells time comes here)."""
+        """Simulated ns at this instant of the running step."""
         c = self.clock
-        insns = self.config.time.insns_to_ns(c.insn_base + self.vcpu.counter.retired)
-        return c.step_ns + insns - c.insn_base_ns + c.cost_ns
+        return c.step_ns + self.insn_ns(self.vcpu.counter.retired) + c.cost_ns
 
     def retired(self) -> int:
         return self.insn_base + self.vcpu.counter.retired

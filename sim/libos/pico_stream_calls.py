@@ -8,6 +8,7 @@ sim.libos.pico_streams.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from sim.cpu.memory import GuestMemoryError
@@ -109,21 +110,14 @@ class StreamCalls:
         if st.flags & OPEN_NONBLOCK:
             return self.error("EAGAIN")
 
-        def poll() -> int | None:
-            if self.handles.get(handle) is not st:
-                return self.error("EBADH")
-            try:
-                got = st.read(size)
-                if got is None:
-                    return None
-                self.regions.check(buf.addr, len(got), write=True)
-                return buf.write(got)
-            except ArgumentError as err:
-                return self.error(err.error)
-            except GuestMemoryError:
-                return self.error("EFAULT")
+        def attempt() -> int | None:
+            got = st.read(size)
+            if got is None:
+                return None
+            self.regions.check(buf.addr, len(got), write=True)
+            return buf.write(got)
 
-        return Wait("read", poll=poll, external=isinstance(st, PipeEnd))
+        return self._wait_on(st, handle, "read", attempt)
 
     def call_stream_write(self, handle: int, buf: bytes, size: int) -> int | Wait:
         st = self._obj(handle, Stream)
@@ -137,15 +131,24 @@ class StreamCalls:
         if st.flags & OPEN_NONBLOCK:
             return self.error("EAGAIN")
 
-        def poll() -> int | None:  # a full pipe or channel: wait for room
+        # A full pipe or channel: wait for room.
+        return self._wait_on(st, handle, "write", lambda: st.write(buf, self.s.now()))
+
+    def _wait_on(self, st: Stream, handle: int, reason: str,
+                 attempt: Callable[[], int | None]) -> Wait:
+        """Wait until attempt() has a result (None: not yet), or the handle
+        is closed; errors become the call's result."""
+        def poll() -> int | None:
             if self.handles.get(handle) is not st:
                 return self.error("EBADH")
             try:
-                return st.write(buf, self.s.now())
+                return attempt()
             except ArgumentError as err:
                 return self.error(err.error)
+            except GuestMemoryError:
+                return self.error("EFAULT")
 
-        return Wait("write", poll=poll, external=True)
+        return Wait(reason, poll=poll, external=isinstance(st, PipeEnd))
 
     def call_handle_close(self, handle: int) -> int:
         obj = self._obj(handle)

@@ -19,6 +19,13 @@ from sim.host.schedulers.base import Param, PerCoreScheduler, register
 from sim.host.units import US
 
 NICE_0_WEIGHT = 1024  # sched_prio_to_weight[20], kernel/sched/core.c
+SCALE_WITH_CPUS = Param(True, "scale tunables by 1+log2(min(ncpus,8))",
+                        "kernel/sched/fair.c get_update_sysctl_factor", None)
+
+
+def tunable_factor(ncpus: int, scale: bool) -> int:
+    """Linux's SCHED_TUNABLESCALING_LOG: 1 + log2(min(ncpus, 8)), or 1."""
+    return 1 + (min(ncpus, 8).bit_length() - 1) if scale else 1
 
 
 @register
@@ -31,14 +38,11 @@ class Cfs(PerCoreScheduler):
                                     "kernel/sched/fair.c (calibration.md)", 1),
         "wakeup_granularity_ns": Param(1_000 * US, "sched_wakeup_granularity (unscaled)",
                                        "kernel/sched/fair.c (calibration.md)", 0),
-        "scale_with_cpus": Param(True, "scale tunables by 1+log2(min(ncpus,8))",
-                                 "kernel/sched/fair.c get_update_sysctl_factor", None),
+        "scale_with_cpus": SCALE_WITH_CPUS,
     }
 
     def _init_queues(self, n):
-        factor = 1
-        if self.params["scale_with_cpus"]:
-            factor = 1 + (min(n, 8).bit_length() - 1)
+        factor = tunable_factor(n, self.params["scale_with_cpus"])
         self.latency = self.params["latency_ns"] * factor
         self.min_gran = self.params["min_granularity_ns"] * factor
         self.wake_gran = self.params["wakeup_granularity_ns"] * factor

@@ -25,9 +25,8 @@ Defaults: calibration.md, "Scheduler defaults".
 from __future__ import annotations
 
 from sim.host.schedulers.base import Param, PerCoreScheduler, register
+from sim.host.schedulers.cfs import NICE_0_WEIGHT, SCALE_WITH_CPUS, tunable_factor
 from sim.host.units import MS, US
-
-NICE_0_WEIGHT = 1024  # sched_prio_to_weight[20], kernel/sched/core.c
 
 
 @register
@@ -42,13 +41,11 @@ class Eevdf(PerCoreScheduler):
         "run_to_parity": Param(True, "a wake-up does not preempt before the running "
                                      "task's deadline", "kernel/sched/features.h RUN_TO_PARITY",
                                None),
-        "scale_with_cpus": Param(True, "scale base_slice by 1+log2(min(ncpus,8))",
-                                 "kernel/sched/fair.c get_update_sysctl_factor", None),
+        "scale_with_cpus": SCALE_WITH_CPUS,
     }
 
     def _init_queues(self, n):
-        factor = 1 + (min(n, 8).bit_length() - 1) if self.params["scale_with_cpus"] else 1
-        self.slice = self.params["base_slice_ns"] * factor
+        self.slice = self.params["base_slice_ns"] * tunable_factor(n, self.params["scale_with_cpus"])
         self._rq: list[list] = [[] for _ in range(n)]  # queued tasks, lazily pruned
         self._live = [0] * n
         self._v0 = [0] * n  # a core's V when it last had runnable tasks
