@@ -187,3 +187,34 @@ def test_rdtsc_answered_natively_matches_the_python_path(tmp_path, monkeypatch, 
     assert fast.stopped.status == slow.stopped.status == 0
     assert fast_out == slow_out and fast_out.count(b"\n") == 30
     assert fast.t_ns == slow.t_ns
+
+
+@pytest.mark.parametrize("changes", [
+    {"reads_clock": "uptime"},                        # not a clock the vCPU knows
+    {"reads_clock": "monotonic", "returns": "status"},
+    {"reads_clock": "wall", "blocking": True},
+])
+def test_a_bad_clock_declaration_is_one_sentence(changes):
+    import dataclasses
+
+    from sim.libos.abi import AbiError
+
+    call = dataclasses.replace(PICO_ABI.by_name["clock_monotonic"], **changes)
+    with pytest.raises(AbiError, match="reads_clock needs one of monotonic, wall"):
+        PICO_ABI.derive("pico", replace_calls=[call])
+
+
+def test_a_variant_handler_keeps_the_clock_in_python(tmp_path):
+    # A variant ABI that serves clock_monotonic itself is never bypassed.
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    from types import SimpleNamespace
+
+    image = build(tmp_path, r"""
+#include <picolibos.h>
+int main(void) { printf("%ld\n", (long)pico_clock_monotonic()); return 0; }
+""", "variant_clock", ALL_CALLS)
+    module = SimpleNamespace(abi=PICO_ABI, handlers=lambda p: {"clock_monotonic": lambda: 4242})
+    result, out, _, guest = run(image, kinds=(), options={"pico.abi_module": module})
+    assert result.stopped.status == 0 and out == b"4242\n"
+    assert guest.vcpu.gate.served_total == 0
