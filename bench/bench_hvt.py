@@ -129,6 +129,10 @@ COMPONENTS = (
     ("sim.devices.net", "Nic", "send", "Nic.send"),
     ("sim.devices.net", "Nic", "deliver", "Nic.deliver (wake)"),
     ("sim.devices.peers", "PingPeer", "deliver", "PingPeer.deliver (parse, reply)"),
+    ("sim.libos.hvtgate", "HvtGate", "stage", "HvtGate.stage (NIC frames shown to C)"),
+    ("sim.libos.hvtgate", "HvtGate", "sync", "HvtGate.sync (frames read and written)"),
+    ("sim.libos.hvtgate", "HvtGate", "drain", "HvtGate.drain (native counts)"),
+    ("sim.libos.hvt", "HvtPersonality", "after_run", "hvt after_run"),
 )
 
 

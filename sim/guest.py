@@ -113,12 +113,15 @@ class Guest:
         # Natively served calls emit no call events and let instructions be
         # traced after the call's cost is charged: only while neither is traced.
         gate.clock.open = not (self.tracer.wants("call") or self.tracer.wants("insn"))
+        personality = self.personality
         while True:
+            personality.before_run()
             result = self.vcpu.run(budget - retired)
+            self.crossings += personality.after_run()
             served = gate.drain()
             if served:
                 self.crossings += sum(served.values())
-                self.personality.served_natively(served)
+                personality.served_natively(served)
             retired += result.retired
             self.retired += result.retired
             if self._insn_sinks:  # the rest of the last block entered

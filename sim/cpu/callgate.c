@@ -1,4 +1,4 @@
-/* The vCPU's syscall gate (see callgate.py), and its RDTSC.
+/* The vCPU's syscall gate (see callgate.py), its RDTSC and its out ports.
  *
  * A UC_HOOK_INSN hook on `syscall`. While the gate is open, a call whose
  * number (RAX) the personality registered as a clock read is answered
@@ -19,6 +19,11 @@
  * follows simulated time, tsc = now * tsc_hz / 10^9 (TimeModel.ns_to_tsc).
  * Until then it goes to the Python callback.
  *
+ * Every `out` enters the gate too. A personality may plug in a native
+ * server for its ports (cg_serve_out; hvt's is sim/libos/hvtgate.c); while
+ * the gate is open the server sees each `out` first and answers the ones
+ * it can. Whatever it declines goes to the Python callback.
+ *
  * Like blockcount.c, this file calls no libunicorn symbol directly: the
  * functions it needs are handed in as pointers taken from the binding's own
  * library object.
@@ -28,6 +33,8 @@
 #include <unicorn/unicorn.h>
 #include <unicorn/x86.h>
 
+#include "callgate.h"
+
 typedef uc_err (*hook_add_fn)(uc_engine *, uc_hook *, int, void *, void *,
                               uint64_t, uint64_t, ...);
 typedef uc_err (*hook_del_fn)(uc_engine *, uc_hook);
@@ -35,6 +42,8 @@ typedef uc_err (*reg_fn)(uc_engine *, int, void *);
 typedef void (*fallback_fn)(uc_engine *, void *);
 typedef uint32_t (*rdtsc_fn)(uc_engine *, void *);
 typedef uc_err (*reg_batch_fn)(uc_engine *, int *, void **, int);
+typedef void (*out_fallback_fn)(uc_engine *, uint32_t, int, uint32_t, void *);
+typedef uc_err (*emu_stop_fn)(uc_engine *);
 
 /* The syscall convention: number in RAX, arguments in RDI RSI RDX R10 R8 R9. */
 #define SYSCALL_REGS 7
@@ -45,23 +54,6 @@ static int syscall_regs[SYSCALL_REGS] = {UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_
 #define GATE_CALLS 1024 /* call numbers the gate can serve: 0 .. GATE_CALLS-1 */
 
 enum { SERVE_PYTHON = 0, SERVE_MONOTONIC = 1, SERVE_WALL = 2 };
-
-/* Simulated time of the running step. It lives in Python-owned memory
- * (callgate.py's Clock mirrors it: keep the order and types in step), so
- * Python reads and writes it as plain attributes and it outlives the gate. */
-struct clock {
-    uint64_t step_ns;  /* simulated ns at the start of this run */
-    uint64_t cost_ns;  /* ns charged by calls in this step */
-    uint64_t mult;     /* cycles per instruction x 1000 x 1000000 */
-    uint64_t hz;       /* clock rate */
-    uint64_t epoch_ns; /* wall clock at simulated time 0 */
-    uint64_t served;   /* calls answered here since the last drain */
-    uint64_t insn_base;    /* instructions the guest retired before this run */
-    uint64_t insn_base_ns; /* insn_base * mult / hz */
-    uint64_t tsc_hz;       /* TSC rate; 0: RDTSC goes to Python */
-    uint32_t open;     /* 0: every call goes to Python */
-    uint32_t pad;
-};
 
 struct gate {
     struct clock *clock;
@@ -75,6 +67,11 @@ struct gate {
     fallback_fn fallback;
     rdtsc_fn tsc_fallback;
     reg_batch_fn read_batch;
+    uc_hook out_hook;
+    out_fallback_fn out_fallback;
+    cg_out_server out_server; /* NULL: every out goes to Python */
+    void *out_ctx;
+    emu_stop_fn emu_stop;
     void *arg_slots[SYSCALL_REGS]; /* into Python's array: nr, a0..a5 */
     uint8_t kind[GATE_CALLS];
     uint64_t cost[GATE_CALLS];
@@ -114,6 +111,21 @@ static void syscall_hook(uc_engine *uc, void *ud)
     g->fallback(uc, NULL);
 }
 
+static void out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *ud)
+{
+    struct gate *g = ud;
+    if (g->clock->open && g->out_server) {
+        int served = g->out_server(g->out_ctx, uc, port, size, value);
+        if (served == CG_STOP) {
+            g->clock->stopped = 1;
+            g->emu_stop(uc);
+        }
+        if (served != CG_DECLINED)
+            return;
+    }
+    g->out_fallback(uc, port, size, value, NULL);
+}
+
 /* Returns 1: Unicorn skips the instruction, whose result we wrote. */
 static uint32_t rdtsc_hook(uc_engine *uc, void *ud)
 {
@@ -133,7 +145,7 @@ struct gate *cg_new(uc_engine *uc, struct clock *clock,
                     const uint64_t *retired, void *hook_add,
                     void *hook_del, void *reg_read, void *reg_write,
                     void *fallback, void *tsc_fallback, void *read_batch,
-                    uint64_t *args)
+                    uint64_t *args, void *out_fallback, void *emu_stop)
 {
     struct gate *g = calloc(1, sizeof *g);
     if (!g)
@@ -147,6 +159,8 @@ struct gate *cg_new(uc_engine *uc, struct clock *clock,
     g->fallback = (fallback_fn)fallback;
     g->tsc_fallback = (rdtsc_fn)tsc_fallback;
     g->read_batch = (reg_batch_fn)read_batch;
+    g->out_fallback = (out_fallback_fn)out_fallback;
+    g->emu_stop = (emu_stop_fn)emu_stop;
     for (int i = 0; i < SYSCALL_REGS; i++)
         g->arg_slots[i] = &args[i];
     uc_err err = ((hook_add_fn)hook_add)(uc, &g->hook, UC_HOOK_INSN,
@@ -163,6 +177,14 @@ struct gate *cg_new(uc_engine *uc, struct clock *clock,
         free(g);
         return NULL;
     }
+    err = ((hook_add_fn)hook_add)(uc, &g->out_hook, UC_HOOK_INSN, (void *)out_hook, g,
+                                  1, 0, UC_X86_INS_OUT);
+    if (err != UC_ERR_OK) {
+        g->hook_del(uc, g->hook);
+        g->hook_del(uc, g->tsc_hook);
+        free(g);
+        return NULL;
+    }
     return g;
 }
 
@@ -175,6 +197,24 @@ int cg_serve(struct gate *g, uint64_t nr, uint32_t kind, uint64_t cost_ns)
     g->kind[nr] = (uint8_t)kind;
     g->cost[nr] = cost_ns;
     return 0;
+}
+
+/* Let server(ctx, ...) see every `out` first while the gate is open;
+ * NULL unplugs it. */
+void cg_serve_out(struct gate *g, void *server, void *ctx)
+{
+    g->out_server = (cg_out_server)server;
+    g->out_ctx = ctx;
+}
+
+uint64_t cg_now(struct gate *g)
+{
+    return now_ns(g->clock, *g->retired);
+}
+
+struct clock *cg_clock(struct gate *g)
+{
+    return g->clock;
 }
 
 /* Move the per-call counts out as (nr, count) pairs into out[0 .. 2 *
@@ -207,5 +247,6 @@ void cg_free(struct gate *g)
         return;
     g->hook_del(g->uc, g->hook);
     g->hook_del(g->uc, g->tsc_hook);
+    g->hook_del(g->uc, g->out_hook);
     free(g);
 }

@@ -8,6 +8,11 @@ RAX gets the simulated time of that instruction, the call's cost is
 charged, and the call is counted for the personality (see :meth:`drain`).
 Every other call goes to the Python trap path.
 
+Every `out` enters the gate as well, so that a personality can plug in a
+native server for its ports (:meth:`CallGate.serve_out`; hvt's is
+sim/libos/hvtgate.c). The server answers the `out`s it can while the gate
+is open and hands the rest, untouched, to the Python trap path.
+
 Why: a Python hook costs ~0.4 us per call before it does anything
 (docs/performance.md, "Pico ABI"), so a call served in Python cannot come
 near the cost of a real system call; a clock read is the call guests make
@@ -29,7 +34,11 @@ from enum import IntEnum
 
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_SYSCALL_CFUNC
+from unicorn.unicorn_py3.arch.intel import (
+    HOOK_INSN_CPUID_CFUNC,
+    HOOK_INSN_OUT_CFUNC,
+    HOOK_INSN_SYSCALL_CFUNC,
+)
 from unicorn.unicorn_py3.unicorn import uccallback
 
 from sim.cpu import native
@@ -61,13 +70,14 @@ class Clock(ctypes.Structure):
         ("insn_base_ns", ctypes.c_uint64),  # their time: insn_base * mult // hz
         ("tsc_hz", ctypes.c_uint64),  # TSC rate; 0: RDTSC takes the Python path
         ("open", ctypes.c_uint32),  # 0: every call takes the Python path
-        ("_pad", ctypes.c_uint32),
+        ("stopped", ctypes.c_uint32),  # a port server ended the run after its out
     ]
 
 
 _VP, _U64C = ctypes.c_void_p, ctypes.c_uint64
 _SIGNATURES = {
-    "cg_new": (_VP, [_VP] * 11),
+    "cg_new": (_VP, [_VP] * 13),
+    "cg_serve_out": (None, [_VP, _VP, _VP]),
     "cg_serve": (ctypes.c_int, [_VP, _U64C, ctypes.c_uint32, _U64C]),
     "cg_drain": (ctypes.c_int, [_VP, _VP]),
     "cg_time_at": (_U64C, [_VP, _U64C]),
@@ -77,12 +87,14 @@ _SIGNATURES = {
 
 class CallGate:
     """Routes a vCPU's syscalls (registered clock reads natively, the rest
-    to ``on_syscall(uc, user_data)``, the vCPU's Python trap hook) and its
-    RDTSC (natively once :meth:`serve_tsc` is called, else ``on_rdtsc``)."""
+    to ``on_syscall(uc, user_data)``, the vCPU's Python trap hook), its
+    RDTSC (natively once :meth:`serve_tsc` is called, else ``on_rdtsc``)
+    and its `out`s (to a plugged-in native server first, else ``on_out``)."""
 
     def __init__(self, uc: Uc, counter: InstructionCounter,
                  on_syscall: Callable[[Uc, object], None],
-                 on_rdtsc: Callable[[Uc, object], int]):
+                 on_rdtsc: Callable[[Uc, object], int],
+                 on_out: Callable[[Uc, int, int, int, object], None]):
         self._uc = uc
         self._gate: int | None = None
         self._pairs = (ctypes.c_uint64 * (2 * GATE_CALLS))()  # (nr, count) from drain
@@ -103,14 +115,17 @@ class CallGate:
             uc.hook_add(UC_HOOK_INSN, on_syscall, aux1=X.UC_X86_INS_SYSCALL)
             uc._Uc__do_hook_add(UC_HOOK_INSN, self._tsc_fallback, 1, 0,
                                 ctypes.c_int(X.UC_X86_INS_RDTSC))
+            uc.hook_add(UC_HOOK_INSN, on_out, aux1=X.UC_X86_INS_OUT)
             self.native = False
             return
         self._fallback = uccallback(uc, HOOK_INSN_SYSCALL_CFUNC)(on_syscall)
+        self._out_fallback = uccallback(uc, HOOK_INSN_OUT_CFUNC)(on_out)
         raw = native.uclib()
         gate = lib.cg_new(uc._uch, ctypes.addressof(self.clock), retired, *(native.address(f) for f in (
             raw.uc_hook_add, raw.uc_hook_del, raw.uc_reg_read, raw.uc_reg_write,
             self._fallback, self._tsc_fallback, raw.uc_reg_read_batch)),
-            ctypes.addressof(self.args))
+            ctypes.addressof(self.args), native.address(self._out_fallback),
+            native.address(raw.uc_emu_stop))
         if not gate:
             raise MemoryError("cannot create the vCPU's syscall gate")
         self._lib = lib
@@ -139,6 +154,20 @@ class CallGate:
         if self._gate is None or not self._fits or not 0 < tsc_hz < _U64:
             return False
         self.clock.tsc_hz = tsc_hz
+        return True
+
+    @property
+    def handle(self) -> int | None:
+        """The native gate's address, for native code that plugs into it."""
+        return self._gate
+
+    def serve_out(self, server: int, ctx: int) -> bool:
+        """Let the native function at ``server`` (a ``cg_out_server``, see
+        callgate.h) see every `out` first, with ``ctx``; 0 unplugs it.
+        False without the native gate."""
+        if self._gate is None:
+            return False
+        self._lib.cg_serve_out(self._gate, server or None, ctx or None)
         return True
 
     def drain(self) -> dict[int, int]:

@@ -2,9 +2,13 @@
 beside this file with the machine's gcc (``make native``).
 
 * ``blockcount.c``: exact instruction accounting (sim/cpu/blockcount.py);
-* ``callgate.c``: clock calls answered inside the emulator (sim/cpu/callgate.py).
+* ``callgate.c``: clock calls answered inside the emulator, and the plug
+  for a personality's native port server (sim/cpu/callgate.py);
+* ``sim/libos/hvtgate.c``: hvt's port server, the network hypercalls
+  answered inside the emulator (sim/libos/hvtgate.py). It plugs into the
+  gate through ``callgate.h`` only.
 
-Both are optional: without the library the vCPU uses Python hooks that give
+All are optional: without the library the vCPU uses Python hooks that give
 the same results, more slowly. The library needs only the unicorn headers
 that ship in the wheel: libunicorn's functions are handed to it as pointers
 at run time (see the top of blockcount.c), so nothing is linked against the
@@ -25,7 +29,8 @@ from typing import Any
 import unicorn
 
 _HERE = Path(__file__).resolve().parent
-SOURCES = (_HERE / "blockcount.c", _HERE / "callgate.c")
+SOURCES = (_HERE / "blockcount.c", _HERE / "callgate.c", _HERE.parent / "libos" / "hvtgate.c")
+HEADERS = (_HERE / "callgate.h",)
 _EXT = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
 LIBRARY = _HERE / f"_native{_EXT}"
 
@@ -38,7 +43,7 @@ def build(force: bool = False) -> Path:
     Raises FileNotFoundError without gcc and CalledProcessError on a
     compile error.
     """
-    newest = max(src.stat().st_mtime for src in SOURCES)
+    newest = max(src.stat().st_mtime for src in (*SOURCES, *HEADERS))
     if not force and LIBRARY.exists() and LIBRARY.stat().st_mtime >= newest:
         return LIBRARY
     gcc = shutil.which("gcc")
@@ -46,7 +51,7 @@ def build(force: bool = False) -> Path:
         raise FileNotFoundError("gcc not found: cannot build the vCPU's native hooks")
     include = Path(unicorn.__file__).resolve().parent / "include"
     tmp = LIBRARY.with_name(f"{LIBRARY.stem}.{os.getpid()}.tmp{_EXT}")
-    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include),
+    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include), "-I", str(_HERE),
            *map(str, SOURCES), "-o", str(tmp)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     os.replace(tmp, LIBRARY)  # atomic: a concurrent loader never sees half a file

@@ -156,9 +156,11 @@ class VCPU:
         self._backing: tuple[object, object] | None = None  # (mmap, ctypes view) of mapped RAM
         excstate.layout()  # probe once per process, before any guest runs
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
-        # Every `syscall` and `rdtsc` enters the gate: registered clock reads
-        # are answered natively, the rest come to _on_syscall and _on_rdtsc.
-        self.gate = CallGate(self.uc, self.counter, self._on_syscall, self._on_rdtsc)
+        # Every `syscall`, `rdtsc` and `out` enters the gate: registered clock
+        # reads, and the outs a plugged-in port server answers, are served
+        # natively; the rest come to _on_syscall, _on_rdtsc and _on_out.
+        self.gate = CallGate(self.uc, self.counter, self._on_syscall, self._on_rdtsc,
+                             self._on_out)
         # Inside the syscall hook: syscall_args() is [nr, a0..a5] (rax; rdi
         # rsi rdx r10 r8 r9) and syscall_nr() is rax. The native gate has
         # read them already; else they are read from the registers.
@@ -172,7 +174,6 @@ class VCPU:
             raw = self.raw
             self.syscall_args = raw.syscall_args
             self.syscall_nr = lambda: raw.read(X.UC_X86_REG_RAX)
-        self.uc.hook_add(UC_HOOK_INSN, self._on_out, aux1=X.UC_X86_INS_OUT)
         self.uc.hook_add(UC_HOOK_INSN, self._on_in, aux1=X.UC_X86_INS_IN)
 
     # -- set-up -----------------------------------------------------------
@@ -260,6 +261,7 @@ class VCPU:
         self._stop_trap = None
         self._pending_vector = None
         self._debug_stop = False
+        self.gate.clock.stopped = 0
         self.counter.arm(max_insns)
         try:
             self.uc.emu_start(self.rip, UNTIL_NULL)
@@ -283,6 +285,10 @@ class VCPU:
             # A handler that moved RIP past its trap instruction (exact
             # stops after `out`) left the rest of the block unexecuted.
             return Exit(ExitKind.TRAP, self._retired_before(rip), rip, trap=self._stop_trap)
+        clock = self.gate.clock
+        if clock.stopped:  # the same, by a native port server (no Trap)
+            clock.stopped = 0
+            return Exit(ExitKind.TRAP, self._retired_before(rip), rip)
         if self._just_halted(rip):
             return Exit(ExitKind.HALT, retired, rip)
         return Exit(ExitKind.BUDGET, retired, rip)

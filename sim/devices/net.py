@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 import simpy
@@ -373,6 +374,11 @@ class Nic:
     def recv(self) -> bytes | None:
         """The oldest queued frame, or None when nothing is waiting."""
         return self._queue.popleft() if self._queue else None
+
+    def peek(self, limit: int) -> tuple[bytes, ...]:
+        """The oldest ``limit`` queued frames, left in the queue."""
+        queue = self._queue
+        return tuple(queue) if len(queue) <= limit else tuple(islice(queue, limit))
 
     @property
     def pending(self) -> int:

@@ -33,6 +33,7 @@ from sim.cpu.memory import GuestMemoryError
 from sim.cpu.vcpu import Trap
 from sim.libos.abi import Dir, Field, Struct
 from sim.libos.dispatch import Block, GuestExit
+from sim.libos.hvtgate import HvtGate
 from sim.libos.personality import BootError, Personality, show_result
 from sim.libos.solo5 import (
     AGAIN,
@@ -151,14 +152,7 @@ def hc_poll(p: HvtPersonality, addr: int, a: Any) -> dict[str, int] | Block:
     ready = p.ready_set()
     if ready or a.timeout_nsecs == 0:
         return {"ready_set": ready, "ret": ready.bit_count()}
-    deadline = p.s.now() + a.timeout_nsecs
-
-    def resume() -> int:
-        now_ready = p.ready_set()
-        p.write_outs(POLL, addr, {"ready_set": now_ready, "ret": now_ready.bit_count()})
-        return 0
-
-    return Block(until_ns=deadline, event=p.net_event(), resume=resume, reason="poll")
+    return p.poll_wait(addr, a.timeout_nsecs)
 
 
 def _block_io(p: HvtPersonality, a: Any, write: bool) -> dict[str, int]:
@@ -283,6 +277,10 @@ class NetMixin:
         for dev in self._ports:
             if dev.nic is None:
                 dev.nic = Nic(switch, f"{self.s.name}.{dev.name}", dev.mac, dev.mtu)
+        self.ports_connected()
+
+    def ports_connected(self) -> None:
+        """The NICs exist now (a personality with a native path marks them)."""
 
     def _nic(self, port: NetPort) -> Any:
         if port.nic is None:
@@ -342,6 +340,7 @@ def _net_error() -> type[Exception]:
 
 class HvtPersonality(NetMixin, Personality):
     name = "hvt"
+    fast: HvtGate | None = None  # the native path, once booted
 
     def boot(self) -> None:
         s = self.s
@@ -371,7 +370,60 @@ class HvtPersonality(NetMixin, Personality):
         s.vcpu.set_reg(X.UC_X86_REG_RDI, BOOT_INFO)
         self.next_insn = port_io_exits(image)
         self.exit_ns = VM_EXIT_CYCLES * 1_000_000_000 // s.config.time.clock_hz
-        self.calls = {call.name: 0 for call in HYPERCALLS}
+        self._calls = {call.name: 0 for call in HYPERCALLS}
+        self.fast = self._native_path()
+
+    def _native_path(self) -> HvtGate | None:
+        """The hypercalls answered inside the emulator (hvtgate.py); None
+        without the native gate, or while device events are traced (the
+        Python handlers emit them)."""
+        if self.s.tracer.wants("dev") or not self.s.vcpu.gate.native:
+            return None
+        return HvtGate(self.s.vcpu, ((c.nr, c.name, c.args) for c in HYPERCALLS),
+                       self.exit_ns, self.net_handles, self.send,
+                       {c.nr: c.name for c in HYPERCALLS}, self.next_insn)
+
+    def poll_wait(self, addr: int, timeout_ns: int) -> Block:
+        """POLL with nothing ready: wait for a frame or the timeout."""
+        def resume() -> int:
+            now_ready = self.ready_set()
+            self.write_outs(POLL, addr, {"ready_set": now_ready, "ret": now_ready.bit_count()})
+            return 0
+
+        return Block(until_ns=self.s.now() + timeout_ns, event=self.net_event(), resume=resume,
+                     reason="poll")
+
+    def ports_connected(self) -> None:
+        if self.fast is not None:
+            self.fast.attach()
+
+    def before_run(self) -> None:
+        if self.fast is not None:
+            self.fast.stage()
+
+    def after_run(self) -> int:
+        fast = self.fast
+        if fast is None:
+            return 0
+        fast.sync()
+        wait = fast.take_wait()
+        if wait is not None:  # a POLL ended the run: block as hc_poll does
+            self.pending = self.poll_wait(*wait)
+        return fast.drain()
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Hypercalls served, by name (by Python and natively)."""
+        if self.fast is None:
+            return dict(self._calls)
+        native = self.fast.counts()
+        return {name: n + native.get(name, 0) for name, n in self._calls.items()}
+
+    def receive(self, port: NetPort, room: int) -> bytes | int | None:
+        frame = super().receive(port, room)
+        if frame is not None and self.fast is not None:
+            self.fast.restage()  # the queue the native path reads from moved
+        return frame
 
     def _page_tables(self, mem: int) -> None:
         w = self.s.mem.write
@@ -415,6 +467,9 @@ class HvtPersonality(NetMixin, Personality):
         call, codec = entry
         addr = trap.value & 0xFFFF_FFFF
         s = self.s
+        fast = self.fast
+        if fast is not None and fast.state.dirty:  # what it served comes first
+            fast.sync()
         s.charge(self.exit_ns)
         try:
             self.check_guest(addr, codec.size)
@@ -425,7 +480,7 @@ class HvtPersonality(NetMixin, Personality):
             return self._fatal(f"{call.name}: {err}")
         except GuestMemoryError as err:  # pragma: no cover - check_guest comes first
             return self._fatal(f"{call.name}: {err}")
-        self.calls[call.name] += 1
+        self._calls[call.name] += 1
         if s.tracer.wants("call"):
             s.emit("call", call.name, args=args._asdict(), result=show_result(result))
         if isinstance(result, dict):
@@ -461,15 +516,20 @@ class HvtPersonality(NetMixin, Personality):
 
     # -- snapshots (net devices refuse: their switch lives outside the guest) --
     def save_state(self) -> dict:
-        return {"calls": dict(self.calls)}
+        return {"calls": self.calls}
 
     def restore_state(self, state: dict) -> None:
-        self.calls = dict(state["calls"])
+        # Saved counts include the native ones; those start again from 0.
+        self._calls = dict(state["calls"])
+        if self.fast is not None:
+            self.fast.reset_counts()
 
     def surface_summary(self) -> str:
         used = [f"{name} x{n}" for name, n in self.calls.items() if n]
         return "hypercalls: " + (", ".join(used) if used else "none")
 
     def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         super().close()
         self.attached.close()

@@ -163,6 +163,15 @@ class Personality:
         those this personality registered with ``vcpu.gate.serve``)."""
         raise NotImplementedError(f"{self.name} registered no natively served calls")
 
+    def before_run(self) -> None:
+        """Called before each run of the vCPU (a personality with a native
+        port server shows it the state it serves from)."""
+
+    def after_run(self) -> int:
+        """Called after each run: apply what a native port server did;
+        returns how many calls it answered (host crossings all the same)."""
+        return 0
+
     def trace_call(self, served: Served) -> None:
         if not self.s.tracer.kinds:
             return
