@@ -105,8 +105,8 @@ def best(fn, repeat):
 # (the same amount per call, chosen so the parts add up to the unwrapped
 # run), so each figure is good to about a microsecond.
 COMPONENTS = (
-    ("unicorn", "Uc", "emu_start",
-     "Unicorn emu_start: restart, guest code, out and rdtsc hook trampolines"),
+    ("sim.cpu.blockcount", "InstructionCounter", "_run_native",
+     "Unicorn: restart, guest code, native hooks, Python out-hook trampolines"),
     ("sim.cpu.memory", "GuestMemory", "read", "GuestMemory.read"),
     ("sim.cpu.memory", "GuestMemory", "write", "GuestMemory.write"),
     ("simpy", "Environment", "step", "SimPy Environment.step: events, process resumption"),
@@ -116,7 +116,7 @@ COMPONENTS = (
     ("sim.guest", "Guest", "_on_trap", "Guest._on_trap"),
     ("sim.guest", "Guest", "_tsc", "Guest._tsc (rdtsc value)"),
     ("sim.libos.personality", "GuestServices", "now", "GuestServices.now"),
-    ("sim.libos.dispatch", "Block", "__init__", "Block (frozen dataclass)"),
+    ("sim.libos.dispatch", "Block", "__init__", "Block"),
     ("sim.libos.hvt", "HvtPersonality", "on_trap", "hvt on_trap (with the handlers)"),
     ("sim.libos.hvt", "HvtPersonality", "_stop_after", "hvt _stop_after (RIP past the out)"),
     ("sim.libos.hvt", "HvtPersonality", "resume", "hvt resume (POLL's OUT fields)"),

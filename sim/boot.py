@@ -24,19 +24,29 @@ class RunResult:
 
 def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAULT_SLICE):
     """A SimPy process that runs a guest until it stops; returns its Stopped."""
+    # The guest resumes once its slice's time has passed and, if it blocked,
+    # once its deadline or wake-up event came: at max(busy end, wake-up).
+    # Each wait is one event (the waits run side by side, not one after the
+    # other), as a guest that blocks does so once per network round trip.
     while True:
-        step = guest.step(env.now, slice_insns)
-        if step.busy_ns:
-            yield env.timeout(step.busy_ns)
+        now = env.now
+        step = guest.step(now, slice_insns)
+        busy_end = now + step.busy_ns
         if step.exited is not None:
+            if step.busy_ns:
+                yield env.timeout(step.busy_ns)
             return step.exited
         if step.wake is None:
-            if step.block_until is not None:
-                yield env.timeout(max(0, step.block_until - env.now))
-        elif step.block_until is None:
+            until = busy_end if step.block_until is None else max(busy_end, step.block_until)
+            if until > now:
+                yield env.timeout(until - now)
+            continue
+        if step.block_until is None:
             yield step.wake
         else:  # whichever comes first (cheaper than a SimPy AnyOf condition)
-            yield _first(env, env.timeout(max(0, step.block_until - env.now)), step.wake)
+            yield _first(env, env.timeout(max(0, step.block_until - now)), step.wake)
+        if env.now < busy_end:  # woken while the slice's time was still passing
+            yield env.timeout(busy_end - env.now)
 
 
 def _first(env: simpy.Environment, *events: simpy.Event) -> simpy.Event:

@@ -21,12 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unicorn/unicorn.h>
+#include <unicorn/x86.h>
 
 typedef uc_err (*ctl_fn)(uc_engine *, uc_control_type, ...);
 typedef uc_err (*stop_fn)(uc_engine *);
 typedef uc_err (*hook_add_fn)(uc_engine *, uc_hook *, int, void *, void *,
                               uint64_t, uint64_t, ...);
 typedef uc_err (*hook_del_fn)(uc_engine *, uc_hook);
+typedef uc_err (*emu_start_fn)(uc_engine *, uint64_t, uint64_t, uint64_t, size_t);
+typedef uc_err (*reg_read_fn)(uc_engine *, int, void *);
 
 struct entry {
     uint64_t addr;   /* block start; EMPTY when the slot is free */
@@ -47,12 +50,15 @@ struct bc_state {
     uint64_t last_size;   /* its size in bytes */
     uint32_t budget_hit;  /* the hook stopped emulation for the budget */
     uint32_t error;       /* a uc_ctl error code, 0 if none */
+    uint64_t rip;         /* where the last bc_run started, then where it stopped */
     /* private */
     uc_engine *uc;
     uc_hook hook;
     ctl_fn ctl;
     stop_fn stop;
     hook_del_fn hook_del;
+    emu_start_fn emu_start;
+    reg_read_fn reg_read;
     struct entry *tab;
     size_t cap; /* power of two */
     size_t used;
@@ -204,6 +210,28 @@ void bc_arm(struct bc_state *st, uint64_t budget)
     st->last_block = UINT64_MAX;
     st->last_icount = 0;
     st->last_size = 0;
+}
+
+/* What bc_run calls: libunicorn's uc_emu_start and uc_reg_read. */
+void bc_set_runner(struct bc_state *st, void *emu_start, void *reg_read)
+{
+    st->emu_start = (emu_start_fn)emu_start;
+    st->reg_read = (reg_read_fn)reg_read;
+}
+
+/* One slice from RIP: arm the budget, emulate until a stop, and leave in
+ * st->rip where it stopped. One call from Python instead of four (read
+ * RIP, arm, start, read RIP). Returns uc_emu_start's status; -1 when RIP
+ * cannot be read. */
+int bc_run(struct bc_state *st, uint64_t budget, uint64_t until)
+{
+    if (st->reg_read(st->uc, UC_X86_REG_RIP, &st->rip) != UC_ERR_OK)
+        return -1;
+    bc_arm(st, budget);
+    uc_err err = st->emu_start(st->uc, st->rip, until, 0, 0);
+    if (st->reg_read(st->uc, UC_X86_REG_RIP, &st->rip) != UC_ERR_OK && err == UC_ERR_OK)
+        return -1;
+    return (int)err;
 }
 
 int bc_forget(struct bc_state *st, uint64_t lo, uint64_t hi)

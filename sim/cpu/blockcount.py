@@ -86,6 +86,7 @@ Speed: see docs/performance.md, "Instruction accounting".
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import unicorn
 from unicorn import UC_HOOK_BLOCK
@@ -120,6 +121,7 @@ class _State(ctypes.Structure):
         ("last_size", ctypes.c_uint64),
         ("budget_hit", ctypes.c_uint32),
         ("error", ctypes.c_uint32),
+        ("rip", ctypes.c_uint64),
     ]
 
 
@@ -127,6 +129,8 @@ _VP, _U64 = ctypes.c_void_p, ctypes.c_uint64
 _SIGNATURES = {
     "bc_new": (ctypes.POINTER(_State), [_VP] * 5),
     "bc_arm": (None, [_VP, _U64]),
+    "bc_set_runner": (None, [_VP, _VP, _VP]),
+    "bc_run": (ctypes.c_int, [_VP, _U64, _U64]),
     "bc_forget": (ctypes.c_int, [_VP, _U64, _U64]),
     "bc_cached": (ctypes.c_int64, [_VP, _U64]),
     "bc_free": (None, [_VP]),
@@ -203,9 +207,11 @@ class InstructionCounter:
                 raw.uc_ctl, raw.uc_emu_stop, raw.uc_hook_add, raw.uc_hook_del)))
             if not st:
                 raise MemoryError("cannot create the native instruction counter")
+            lib.bc_set_runner(st, native.address(raw.uc_emu_start), native.address(raw.uc_reg_read))
             self._lib = lib
             self._st = st
             self._c = st.contents  # one view of the shared struct, read on every trap
+            self.run = self._run_native
             self.kind = "native"
         else:
             self._sizes: dict[int, tuple[int, int]] = {}  # addr -> (bytes, icount)
@@ -270,6 +276,32 @@ class InstructionCounter:
             raise AccountingError(
                 f"native counter failed to size a block (code {self._st.contents.error})"
             )
+
+    # run(budget, until) -> status: arm, then emulate from RIP (one native
+    # call); None for the Python counter, whose caller arms and starts.
+    run: Callable[[int, int], int] | None = None
+
+    def _run_native(self, budget: int, until: int) -> int:
+        """arm(budget) and emulate from RIP until a stop; returns
+        uc_emu_start's status (-1: RIP could not be read). ``stop_rip`` is
+        where emulation stopped."""
+        if budget < 1:
+            raise ValueError("budget must be at least 1 instruction")
+        return self._lib.bc_run(self._st, min(budget, _UNLIMITED), until)
+
+    @property
+    def stop_rip(self) -> int:
+        """RIP where the last ``run`` stopped (native counter only)."""
+        return self._c.rip
+
+    def head(self) -> tuple[int, int, int, int]:
+        """(retired, last_block, last_icount, last_size) in one read, for a
+        caller that corrects a stop inside the last block."""
+        retired, block, icount, size, _ = self._head()
+        if self._cut_blocks:
+            fix = self._cut_fix(block, size, icount)
+            return retired - fix, block, icount - fix, size
+        return retired, block, icount, size
 
     def arm(self, budget: int) -> None:
         """Start a slice: retired = 0; stop before exceeding budget (>= 1)."""

@@ -261,37 +261,55 @@ class VCPU:
         self._stop_trap = None
         self._pending_vector = None
         self._debug_stop = False
-        self.gate.clock.stopped = 0
-        self.counter.arm(max_insns)
+        clock = self.gate.clock
+        clock.stopped = 0
         try:
-            self.uc.emu_start(self.rip, UNTIL_NULL)
+            rip = self._emulate(max_insns)
         except UcError as err:
             fault = _fault_from_error(err, self.rip)
             if fault is None:
                 raise
             excstate.clear_in_flight(self.uc)
             return Exit(ExitKind.FAULT, self._retired_before(fault.rip), fault.rip, fault=fault)
-        rip = self.rip
         if self._pending_vector is not None:
             excstate.clear_in_flight(self.uc)
             return self._fault_exit(self._pending_vector, rip)
-        retired = self.counter.retired
-        if self._debug_stop and self._stop_trap is None:
-            return Exit(ExitKind.DEBUG, self._retired_before(rip), rip)
-        if rip == UNTIL_NULL and self._stop_trap is None:
-            fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
-            return Exit(ExitKind.FAULT, retired, rip, fault=fault)
-        if self._stop_trap is not None:
+        stop_trap = self._stop_trap
+        if stop_trap is not None:
             # A handler that moved RIP past its trap instruction (exact
             # stops after `out`) left the rest of the block unexecuted.
-            return Exit(ExitKind.TRAP, self._retired_before(rip), rip, trap=self._stop_trap)
-        clock = self.gate.clock
+            return Exit(ExitKind.TRAP, self._retired_before(rip), rip, trap=stop_trap)
         if clock.stopped:  # the same, by a native port server (no Trap)
             clock.stopped = 0
             return Exit(ExitKind.TRAP, self._retired_before(rip), rip)
+        if self._debug_stop:
+            return Exit(ExitKind.DEBUG, self._retired_before(rip), rip)
+        retired = self.counter.retired
+        if rip == UNTIL_NULL:
+            fault = Fault(14, 0, 0, 0x10, "page fault (jump to NULL)")
+            return Exit(ExitKind.FAULT, retired, rip, fault=fault)
         if self._just_halted(rip):
             return Exit(ExitKind.HALT, retired, rip)
         return Exit(ExitKind.BUDGET, retired, rip)
+
+    def _emulate(self, max_insns: int) -> int:
+        """Emulate from RIP for a slice; returns RIP where it stopped.
+        Raises UcError, or what a Python hook raised (the binding's rules)."""
+        counter, uc = self.counter, self.uc
+        run = counter.run
+        if run is None:
+            counter.arm(max_insns)
+            uc.emu_start(self.rip, UNTIL_NULL)
+            return self.rip
+        uc._hook_exception = None
+        status = run(max_insns, UNTIL_NULL)
+        if status:
+            if status < 0:
+                raise RuntimeError("cannot read the vCPU's RIP")
+            raise UcError(status)
+        if uc._hook_exception is not None:
+            raise uc._hook_exception
+        return counter.stop_rip
 
     def _just_halted(self, rip: int) -> bool:
         try:
@@ -317,10 +335,9 @@ class VCPU:
         back those from rip on. A stop at a block's end, or a fault fetching
         a new block, leaves the count as it is.
         """
-        counter = self.counter
-        retired, block = counter.retired, counter.last_block
-        if block <= rip < block + counter.last_size:
-            retired += retired_before(self.uc, block, rip) - counter.last_icount
+        retired, block, icount, size = self.counter.head()
+        if block <= rip < block + size:
+            retired += retired_before(self.uc, block, rip) - icount
         return retired
 
     def _error_code(self, vector: int, rip: int, cr2: int) -> int:

@@ -106,6 +106,27 @@ def plan(calls: Iterable[tuple[int, str, Struct]]) -> dict[int, tuple[int, int, 
     return out
 
 
+class _Staged:
+    """One attached device: its NIC and its slot, with the slot's arrays
+    held once (each attribute access to them would build a new view)."""
+
+    __slots__ = ("nic", "slot", "frame", "frame_len")
+
+    def __init__(self, nic: Any, slot: HgDevice):
+        self.nic, self.slot = nic, slot
+        self.frame, self.frame_len = slot.frame, slot.frame_len
+
+    def restage(self) -> None:
+        nic, slot = self.nic, self.slot
+        frames = nic.peek(STAGE)
+        slot.pending = nic.pending
+        slot.staged = len(frames)
+        frame, frame_len = self.frame, self.frame_len
+        for i, data in enumerate(frames):
+            frame[i] = data  # a pointer into the bytes object, kept alive by the array
+            frame_len[i] = len(data)
+
+
 class HvtGate:
     """The native fast path of one hvt guest (see the module docstring)."""
 
@@ -141,7 +162,7 @@ class HvtGate:
                 st.off[nr][FIELDS.index(name)] = off
         self._devices = devices  # handle -> NetPort
         self._send = send
-        self._staged: list[tuple[Any, HgDevice]] = []  # (port, slot) of attached devices
+        self._staged: list[_Staged] = []  # the attached devices
         self._tx = memoryview(st.tx).cast("B")
         self._vcpu = vcpu
         vcpu.gate.serve_out(native.address(self._lib.hg_serve), ctypes.addressof(st))
@@ -154,15 +175,15 @@ class HvtGate:
             if port.nic is not None and 0 <= handle < DEVICES:
                 slot.attached, slot.max_frame = 1, port.nic.max_frame
                 slot.ready_bit = port.index
-                self._staged.append((port, slot))
+                self._staged.append(_Staged(port.nic, slot))
 
     def stage(self) -> None:
         """Show C the oldest frames queued on each device. (A queue whose
         length is what C last saw holds the same frames: every frame taken
         off it since went through sync or restage.)"""
-        for port, slot in self._staged:
-            if port.nic.pending != slot.pending:
-                self._restage(port, slot)
+        for dev in self._staged:
+            if dev.nic.pending != dev.slot.pending:
+                dev.restage()
 
     def sync(self) -> None:
         """Apply what C served since the last sync: frames read come off the
@@ -170,31 +191,23 @@ class HvtGate:
         st = self.state
         if st.dirty:
             st.dirty = 0
-            for port, slot in self._staged:
+            for dev in self._staged:
+                slot = dev.slot
                 taken = slot.taken
                 if taken:
-                    recv = port.nic.recv
+                    recv = dev.nic.recv
                     for _ in range(taken):
                         recv()
                     slot.taken = 0
-                    slot.pending -= taken
-                    self._restage(port, slot)
+                    dev.restage()
             if st.tx_frames:
                 self._flush_tx()
 
-    def _restage(self, port: Any, slot: HgDevice) -> None:
-        frames = port.nic.peek(STAGE)
-        slot.pending = port.nic.pending
-        slot.staged = len(frames)
-        for i, frame in enumerate(frames):
-            slot.frame[i] = frame
-            slot.frame_len[i] = len(frame)
-
     def restage(self) -> None:
         """After Python changed a NIC queue inside a run."""
-        for port, slot in self._staged:
-            slot.taken = 0
-            self._restage(port, slot)
+        for dev in self._staged:
+            dev.slot.taken = 0
+            dev.restage()
 
     def _flush_tx(self) -> None:
         st = self.state
