@@ -7,9 +7,13 @@ its deadline or for the event that wakes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from weakref import WeakSet
 
 import simpy
+from simpy.core import StopSimulation
 
 from sim.guest import DEFAULT_SLICE, Guest, Stopped
 
@@ -22,29 +26,101 @@ class RunResult:
     crossings: int
 
 
-def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAULT_SLICE):
-    """A SimPy process that runs a guest until it stops; returns its Stopped."""
-    # The guest resumes once its slice's time has passed and, if it blocked,
-    # once its deadline or wake-up event came: at max(busy end, wake-up).
-    # Each wait is one event (the waits run side by side, not one after the
-    # other), as a guest that blocks does so once per network round trip.
+# The processes of guests that may wait in place: an event that would
+# resume one is never processed inside another guest's wait (the waits
+# would nest, and the outer guest could not run until the inner woke).
+_GUEST_PROCESSES: WeakSet = WeakSet()
+_CLOCK_LIMIT = 1 << 63  # the guest's clock is a 64-bit count of ns
+
+
+def _waiter(env: simpy.Environment, guest: Guest) -> Callable[[Any, int], bool]:
+    """``wait_here`` for a guest run by guest_process (see GuestServices).
+
+    The guest waits inside its step, the way Solo5's tender waits in its
+    POLL exit handler before it re-enters the VM: the simulation's events
+    are processed here, first those due while the guest is still busy (up
+    to its own clock), then until ``event`` fires or the next event lies
+    past ``deadline``. The guest's clock then moves to that moment. It
+    declines (False) before an event that would end env.run() or resume a
+    guest's process: those need the guest's own process to wait outside.
+    """
+    services = guest.services
+    queue = env._queue  # SimPy's heap of (time, priority, id, event)
+    step = env.step
+    stop = StopSimulation.callback
+    guests = _GUEST_PROCESSES
+
+    def foreign(event: simpy.Event) -> bool:
+        for callback in event.callbacks or ():
+            if callback == stop or getattr(callback, "__self__", None) in guests:
+                return True
+        return False
+
+    def wait_here(event: Any, deadline: int) -> bool:
+        now = services.now()
+        while queue and queue[0][0] <= now:  # while the guest is still busy
+            if foreign(queue[0][3]):
+                return False
+            step()
+        woke = now
+        if event is None or not event.triggered:
+            while True:
+                if event is not None and event.triggered:
+                    woke = env.now
+                    break
+                if not queue or queue[0][0] > deadline:
+                    if deadline >= _CLOCK_LIMIT:  # a wait for ever: block outside
+                        return False
+                    woke = deadline
+                    break
+                if foreign(queue[0][3]):
+                    return False
+                step()
+        services.clock.step_ns += woke - now
+        return True
+
+    return wait_here
+
+
+def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAULT_SLICE,
+                  wait_in_place: bool = True):
+    """A SimPy process that runs a guest until it stops; returns its Stopped.
+
+    ``wait_in_place``: a personality that can may let the guest wait inside
+    its step (GuestServices.wait_here) instead of ending the step to block.
+    """
+    if wait_in_place:
+        _GUEST_PROCESSES.add(env.active_process)
+        guest.services.wait_here = _waiter(env, guest)
+    try:
+        return (yield from _run(env, guest, slice_insns))
+    finally:
+        guest.services.wait_here = None
+
+
+def _run(env: simpy.Environment, guest: Guest, slice_insns: int):
+    # The guest's clock is step start + busy (a guest that waited inside
+    # its step has its waits in busy, and env.now may already be past the
+    # step's start). It resumes once its clock's time has passed and, if it
+    # blocked, once its deadline or wake-up event came: at max(busy end,
+    # wake-up). The two waits run side by side, each one event.
     while True:
-        now = env.now
-        step = guest.step(now, slice_insns)
-        busy_end = now + step.busy_ns
+        start = env.now
+        step = guest.step(start, slice_insns)
+        busy_end = start + step.busy_ns
         if step.exited is not None:
-            if step.busy_ns:
-                yield env.timeout(step.busy_ns)
+            if busy_end > env.now:
+                yield env.timeout(busy_end - env.now)
             return step.exited
         if step.wake is None:
             until = busy_end if step.block_until is None else max(busy_end, step.block_until)
-            if until > now:
-                yield env.timeout(until - now)
+            if until > env.now:
+                yield env.timeout(until - env.now)
             continue
         if step.block_until is None:
             yield step.wake
         else:  # whichever comes first (cheaper than a SimPy AnyOf condition)
-            yield _first(env, env.timeout(max(0, step.block_until - now)), step.wake)
+            yield _first(env, env.timeout(max(0, step.block_until - env.now)), step.wake)
         if env.now < busy_end:  # woken while the slice's time was still passing
             yield env.timeout(busy_end - env.now)
 

@@ -150,9 +150,11 @@ def hc_puts(p: HvtPersonality, _addr: int, a: Any) -> dict[str, int]:
 
 def hc_poll(p: HvtPersonality, addr: int, a: Any) -> dict[str, int] | Block:
     ready = p.ready_set()
-    if ready or a.timeout_nsecs == 0:
-        return {"ready_set": ready, "ret": ready.bit_count()}
-    return p.poll_wait(addr, a.timeout_nsecs)
+    if not ready and a.timeout_nsecs:
+        if not p.wait_in_place(a.timeout_nsecs):
+            return p.poll_wait(addr, a.timeout_nsecs)
+        ready = p.ready_set()
+    return {"ready_set": ready, "ret": ready.bit_count()}
 
 
 def _block_io(p: HvtPersonality, a: Any, write: bool) -> dict[str, int]:
@@ -379,9 +381,11 @@ class HvtPersonality(NetMixin, Personality):
         Python handlers emit them)."""
         if self.s.tracer.wants("dev") or not self.s.vcpu.gate.native:
             return None
-        return HvtGate(self.s.vcpu, ((c.nr, c.name, c.args) for c in HYPERCALLS),
+        fast = HvtGate(self.s.vcpu, ((c.nr, c.name, c.args) for c in HYPERCALLS),
                        self.exit_ns, self.net_handles, self.send,
                        {c.nr: c.name for c in HYPERCALLS}, self.next_insn)
+        fast.wait_with(lambda timeout_ns: 0 if self.wait_in_place(timeout_ns) else 1)
+        return fast
 
     def poll_wait(self, addr: int, timeout_ns: int) -> Block:
         """POLL with nothing ready: wait for a frame or the timeout."""
@@ -400,6 +404,23 @@ class HvtPersonality(NetMixin, Personality):
     def before_run(self) -> None:
         if self.fast is not None:
             self.fast.stage()
+
+    def wait_in_place(self, timeout_ns: int) -> bool:
+        """POLL's wait inside the run, where the runner offers it
+        (GuestServices.wait_here): the simulation goes on until a frame
+        comes or the deadline passes. False when it cannot: the POLL then
+        ends the run and the guest blocks in its runner as usual."""
+        wait_here = self.s.wait_here
+        if wait_here is None:
+            return False
+        fast = self.fast
+        if fast is not None:
+            fast.sync()  # the frames written before the POLL leave first
+        if not wait_here(self.net_event(), self.s.now() + timeout_ns):
+            return False
+        if fast is not None:
+            fast.stage()
+        return True
 
     def after_run(self) -> int:
         fast = self.fast

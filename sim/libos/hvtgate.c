@@ -47,6 +47,9 @@ enum { RET_OK = 0, RET_AGAIN = 1 };
 typedef uc_err (*mem_read_fn)(uc_engine *, uint64_t, void *, size_t);
 typedef uc_err (*mem_write_fn)(uc_engine *, uint64_t, const void *, size_t);
 typedef uc_err (*reg_fn)(uc_engine *, int, void *);
+/* Python's wait in place: 0 woken (frames restaged), 1 wait outside the
+ * run instead, -1 it raised (and stopped the emulator). */
+typedef int (*wait_fn)(uint64_t timeout_ns);
 
 /* Mirrors HgDevice in hvtgate.py: keep the order and types in step. */
 struct hg_device {
@@ -73,6 +76,7 @@ struct hg_state {
     uint64_t wait_addr;    /* a POLL that ended the run: its struct, */
     uint64_t wait_timeout; /* its timeout_nsecs */
     uint64_t waiting;      /* and 1 until Python takes it */
+    wait_fn wait;          /* NULL: a POLL that waits always ends the run */
     uint64_t mem_size;
     uint64_t exit_ns; /* what a hypercall costs: a VM exit and entry */
     uint64_t served;  /* hypercalls answered here since the last drain */
@@ -192,8 +196,7 @@ static int exit_after(const struct hg_state *h, uint64_t rip, uint64_t *next)
     return 1;
 }
 
-static int poll(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint8_t *s,
-                const uint16_t *off)
+static uint64_t ready_set(const struct hg_state *h)
 {
     uint64_t ready = 0;
     for (int i = 0; i < HG_DEVICES; i++) {
@@ -201,16 +204,35 @@ static int poll(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint8_t 
         if (d->attached && d->taken < d->pending)
             ready |= 1ull << d->ready_bit;
     }
+    return ready;
+}
+
+static int poll(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint8_t *s,
+                const uint16_t *off)
+{
+    uint64_t ready = ready_set(h);
     uint64_t timeout = rd64(s, off[F_TIMEOUT]);
     if (!ready && timeout != 0) { /* a wait: Python blocks the guest */
         uint64_t rip, next;
-        if (h->reg_read(uc, UC_X86_REG_RIP, &rip) != UC_ERR_OK || !exit_after(h, rip, &next) ||
-            h->reg_write(uc, UC_X86_REG_RIP, &next) != UC_ERR_OK)
+        if (h->reg_read(uc, UC_X86_REG_RIP, &rip) != UC_ERR_OK || !exit_after(h, rip, &next))
             return CG_DECLINED;
+        cg_clock(h->gate)->cost_ns += h->exit_ns;
+        if (h->wait) {
+            int woken = h->wait(timeout);
+            if (woken < 0)
+                return CG_SERVED; /* the run ends with Python's exception */
+            if (woken == 0) {
+                ready = ready_set(h);
+                put64(h, uc, addr, off[F_READY], ready);
+                put32(h, uc, addr, off[F_RET], (uint32_t)__builtin_popcountll(ready));
+                return CG_SERVED;
+            }
+        }
+        if (h->reg_write(uc, UC_X86_REG_RIP, &next) != UC_ERR_OK)
+            return CG_SERVED; /* cannot happen: RIP was just read */
         h->wait_addr = addr;
         h->wait_timeout = timeout;
         h->waiting = 1;
-        cg_clock(h->gate)->cost_ns += h->exit_ns;
         return CG_STOP;
     }
     cg_clock(h->gate)->cost_ns += h->exit_ns;

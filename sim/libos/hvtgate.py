@@ -39,6 +39,8 @@ FIELDS = ("nsecs", "handle", "data", "len", "ret", "timeout_nsecs", "ready_set")
 # The width C reads or writes each field with (ret is an i32, the rest 64 bits).
 _WIDTH = {"ret": ("i32",), **{f: ("u64", "ptr") for f in FIELDS if f != "ret"}}
 _TX_HEAD = struct.Struct("<II")
+# int wait(uint64_t timeout_ns): 0 woken in place, 1 wait outside the run, -1 raised.
+WAIT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64)
 
 
 class HgDevice(ctypes.Structure):
@@ -71,6 +73,7 @@ class HgState(ctypes.Structure):
         ("wait_addr", ctypes.c_uint64),  # a POLL that ended the run: its struct,
         ("wait_timeout", ctypes.c_uint64),  # its timeout,
         ("waiting", ctypes.c_uint64),  # and 1 until Python takes it
+        ("wait", ctypes.c_void_p),  # WAIT_FN: the wait in place, or NULL
         ("mem_size", ctypes.c_uint64),
         ("exit_ns", ctypes.c_uint64),
         ("served", ctypes.c_uint64),
@@ -165,6 +168,7 @@ class HvtGate:
         self._staged: list[_Staged] = []  # the attached devices
         self._tx = memoryview(st.tx).cast("B")
         self._vcpu = vcpu
+        self._wait = None
         vcpu.gate.serve_out(native.address(self._lib.hg_serve), ctypes.addressof(st))
 
     def attach(self) -> None:
@@ -232,6 +236,25 @@ class HvtGate:
         """Hypercalls answered natively over the guest's life, by name."""
         counts = self.state.count
         return {name: counts[nr] for nr, name in self.names.items() if counts[nr]}
+
+    def wait_with(self, wait: Callable[[int], int]) -> None:
+        """Let a POLL that must wait call ``wait(timeout_ns)`` inside the
+        run: 0 woken there, 1 end the run (the guest blocks as usual). An
+        exception ``wait`` raises is kept, emulation stops and the run
+        raises it, as from any Unicorn hook."""
+        uc = self._vcpu.uc
+
+        def guarded(timeout_ns: int) -> int:
+            try:
+                return wait(timeout_ns)
+            except BaseException as err:  # noqa: BLE001 - re-raised by the run
+                if uc._hook_exception is None:
+                    uc._hook_exception = err
+                uc.emu_stop()
+                return -1
+
+        self._wait = WAIT_FN(guarded)  # kept alive as long as C may call it
+        self.state.wait = ctypes.cast(self._wait, ctypes.c_void_p).value
 
     def take_wait(self) -> tuple[int, int] | None:
         """(struct address, timeout) of a POLL that ended the run, once."""

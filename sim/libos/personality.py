@@ -65,6 +65,11 @@ class GuestServices:
         self.cost_ns = 0
         self.insn_base = 0
         self.env: Any = None  # the SimPy environment, when running under one
+        # wait_here(event, deadline_ns) -> bool, from a runner that lets a
+        # guest wait inside its step (sim.boot): the simulation runs on
+        # until event fires or the deadline passes, and the guest's clock
+        # moves to that moment (True); False if it cannot wait there.
+        self.wait_here: Callable[[Any, int], bool] | None = None
 
     @property
     def step_start_ns(self) -> int:
