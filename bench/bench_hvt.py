@@ -154,6 +154,9 @@ COMPONENTS = (
     ("sim.devices.net", "Nic", "send", "Nic.send"),
     ("sim.devices.net", "Nic", "deliver", "Nic.deliver (wake)"),
     ("sim.devices.peers", "PingPeer", "deliver", "PingPeer.deliver (parse, reply)"),
+    ("sim.devices.peers", "_PingState", "on_reply", "PingPeer.ping's reply bookkeeping"),
+    ("sim.libos.hvt", "HvtPersonality", "wait_in_place", "hvt wait_in_place"),
+    ("sim.boot", "_Waiter", "wait_here", "boot's wait_here: the simulation runs in the wait"),
     ("sim.libos.hvtgate", "HvtGate", "stage", "HvtGate.stage (NIC frames shown to C)"),
     ("sim.libos.hvtgate", "HvtGate", "sync", "HvtGate.sync (frames read and written)"),
     ("sim.libos.hvtgate", "HvtGate", "drain", "HvtGate.drain (native counts)"),
@@ -161,8 +164,9 @@ COMPONENTS = (
 )
 
 
-def breakdown(net: Path, frames: int, unwrapped_s: float) -> list[tuple[float, float, str]]:
-    """(us per echo, calls per echo, component) for one run of ``frames`` echoes."""
+def breakdown(run_echoes, frames: int, unwrapped_s: float) -> list[tuple[float, float, str]]:
+    """(us per echo, calls per echo, component) for one run of ``frames``
+    echoes by ``run_echoes()``."""
     import collections
     import functools
     import importlib
@@ -197,7 +201,7 @@ def breakdown(net: Path, frames: int, unwrapped_s: float) -> list[tuple[float, f
         saved.append((cls, attr, cls.__dict__[attr]))
         setattr(cls, attr, timed(getattr(cls, attr), label))
     try:
-        wall, _ = run(net, (str(frames),), 64 << 20, net=True)
+        wall, _ = run_echoes()
     finally:
         for cls, attr, fn in saved:
             setattr(cls, attr, fn)
@@ -236,7 +240,10 @@ def main() -> None:
         wall_n, g_n = best(lambda: run(net, (str(a.frames),), 64 << 20, net=True), a.repeat)
         base_q, _ = best(lambda: run_pinged(pinged, 1), a.repeat)
         wall_q, g_q = best(lambda: run_pinged(pinged, a.frames), a.repeat)
-        parts = breakdown(net, a.frames, wall_n) if a.breakdown else []
+        parts = breakdown(lambda: run(net, (str(a.frames),), 64 << 20, net=True),
+                          a.frames, wall_n) if a.breakdown else []
+        parts_q = breakdown(lambda: run_pinged(pinged, a.frames),
+                            a.frames, wall_q) if a.breakdown else []
     per_h = (wall_h - base_h) / (a.calls - 1)
     per_p = (wall_p - base_p) / (a.calls - 1)
     per_n = (wall_n - base_n) / (a.frames - 1)
@@ -247,13 +254,16 @@ def main() -> None:
           f"{1 / per_p:10,.0f} calls/s  ({g_p.crossings} crossings, {g_p.retired} insns)")
     print(f"hvt NET_WRITE+POLL+NET_READ echo: {a.frames} round trips  "
           f"{per_n * 1e6:6.2f} us/echo  {1 / per_n:10,.0f} echoes/s  "
-          f"({g_n.crossings} crossings; whole run {wall_n / a.frames * 1e6:.2f} us/echo)")
+          f"({g_n.crossings} crossings, {g_n.retired // a.frames} insns/echo; "
+          f"whole run {wall_n / a.frames * 1e6:.2f} us/echo)")
     print(f"guest answers --ping (peer -> guest -> peer): {a.frames} echoes  "
-          f"{per_q * 1e6:6.2f} us/echo  {1 / per_q:10,.0f} echoes/s  ({g_q.crossings} crossings)")
-    if parts:
-        print(f"where the whole run's {wall_n / a.frames * 1e6:.2f} us/echo go:")
-        for us, n, label in parts:
-            print(f"  {us:6.2f} us  {n:5.2f} calls  {label}")
+          f"{per_q * 1e6:6.2f} us/echo  {1 / per_q:10,.0f} echoes/s  ({g_q.crossings} crossings, "
+          f"{g_q.retired // a.frames} insns/echo)")
+    for name, rows, wall in (("echo", parts, wall_n), ("--ping", parts_q, wall_q)):
+        if rows:
+            print(f"where the {name} run's {wall / a.frames * 1e6:.2f} us/echo go:")
+            for us, n, label in rows:
+                print(f"  {us:6.2f} us  {n:5.2f} calls  {label}")
 
 
 if __name__ == "__main__":

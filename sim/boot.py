@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from weakref import WeakSet
 
 import simpy
 from simpy.core import StopSimulation
@@ -26,48 +24,46 @@ class RunResult:
     crossings: int
 
 
-# The processes of guests that may wait in place: an event that would
-# resume one is never processed inside another guest's wait (the waits
-# would nest, and the outer guest could not run until the inner woke).
-_GUEST_PROCESSES: WeakSet = WeakSet()
+# The ids of the SimPy processes guest_process runs, while they run: an
+# event that would resume one is never processed inside a guest's wait (the
+# waits would nest, and the outer guest could not run until the inner woke).
+_GUEST_PROCESSES: set[int] = set()
 _CLOCK_LIMIT = 1 << 63  # the guest's clock is a 64-bit count of ns
+_STOP = StopSimulation.callback  # what env.run(until=...) hangs on its event
 
 
-def _waiter(env: simpy.Environment, guest: Guest) -> Callable[[Any, int], bool]:
+class _Waiter:
     """``wait_here`` for a guest run by guest_process (see GuestServices).
 
     The guest waits inside its step, the way Solo5's tender waits in its
     POLL exit handler before it re-enters the VM: the simulation's events
     are processed here, first those due while the guest is still busy (up
-    to its own clock), then until ``event`` fires or the next event lies
-    past ``deadline``. The guest's clock then moves to that moment. It
+    to its own clock), then until ``ready()`` is true or the next event
+    lies past the deadline. The guest's clock then moves to that moment. It
     declines (False) before an event that would end env.run() or resume a
     guest's process: those need the guest's own process to wait outside.
     """
-    services = guest.services
-    queue = env._queue  # SimPy's heap of (time, priority, id, event)
-    step = env.step
-    stop = StopSimulation.callback
-    guests = _GUEST_PROCESSES
 
-    def foreign(event: simpy.Event) -> bool:
-        for callback in event.callbacks or ():
-            if callback == stop or getattr(callback, "__self__", None) in guests:
-                return True
-        return False
+    def __init__(self, env: simpy.Environment, guest: Guest):
+        self.env = env
+        self.services = guest.services
+        self.queue = env._queue  # SimPy's heap of (time, priority, id, event)
 
-    def wait_here(event: Any, deadline: int) -> bool:
+    def wait_here(self, ready: Callable[[], object] | None, timeout_ns: int) -> bool:
+        env, queue, services = self.env, self.queue, self.services
+        step, foreign = env.step, _foreign
         now = services.now()
-        while queue and queue[0][0] <= now:  # while the guest is still busy
-            if foreign(queue[0][3]):
+        while queue:  # first what falls due while the guest is still busy
+            head = queue[0]
+            if head[0] > now:
+                break
+            if foreign(head[3]):
                 return False
             step()
         woke = now
-        if event is None or not event.triggered:
+        if ready is None or not ready():
+            deadline = now + timeout_ns
             while True:
-                if event is not None and event.triggered:
-                    woke = env.now
-                    break
                 if not queue or queue[0][0] > deadline:
                     if deadline >= _CLOCK_LIMIT:  # a wait for ever: block outside
                         return False
@@ -76,10 +72,19 @@ def _waiter(env: simpy.Environment, guest: Guest) -> Callable[[Any, int], bool]:
                 if foreign(queue[0][3]):
                     return False
                 step()
+                if ready is not None and ready():
+                    woke = env.now
+                    break
         services.clock.step_ns += woke - now
         return True
 
-    return wait_here
+
+def _foreign(event: simpy.Event) -> bool:
+    """Would processing ``event`` end env.run() or resume a guest's process?"""
+    for callback in event.callbacks or ():
+        if callback == _STOP or id(getattr(callback, "__self__", None)) in _GUEST_PROCESSES:
+            return True
+    return False
 
 
 def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAULT_SLICE,
@@ -89,13 +94,15 @@ def guest_process(env: simpy.Environment, guest: Guest, slice_insns: int = DEFAU
     ``wait_in_place``: a personality that can may let the guest wait inside
     its step (GuestServices.wait_here) instead of ending the step to block.
     """
+    process = id(env.active_process)
+    _GUEST_PROCESSES.add(process)
     if wait_in_place:
-        _GUEST_PROCESSES.add(env.active_process)
-        guest.services.wait_here = _waiter(env, guest)
+        guest.services.wait_here = _Waiter(env, guest).wait_here
     try:
         return (yield from _run(env, guest, slice_insns))
     finally:
         guest.services.wait_here = None
+        _GUEST_PROCESSES.discard(process)
 
 
 def _run(env: simpy.Environment, guest: Guest, slice_insns: int):

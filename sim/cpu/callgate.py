@@ -29,6 +29,7 @@ and the results are the same, number for number.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -81,6 +82,7 @@ _SIGNATURES = {
     "cg_serve": (ctypes.c_int, [_VP, _U64C, ctypes.c_uint32, _U64C]),
     "cg_drain": (ctypes.c_int, [_VP, _VP]),
     "cg_time_at": (_U64C, [_VP, _U64C]),
+    "cg_now": (_U64C, [_VP]),
     "cg_free": (None, [_VP]),
 }
 
@@ -117,6 +119,7 @@ class CallGate:
                                 ctypes.c_int(X.UC_X86_INS_RDTSC))
             uc.hook_add(UC_HOOK_INSN, on_out, aux1=X.UC_X86_INS_OUT)
             self.native = False
+            self.now = None
             return
         self._fallback = uccallback(uc, HOOK_INSN_SYSCALL_CFUNC)(on_syscall)
         self._out_fallback = uccallback(uc, HOOK_INSN_OUT_CFUNC)(on_out)
@@ -131,6 +134,9 @@ class CallGate:
         self._lib = lib
         self._gate = gate
         self.native = True
+        # Simulated ns at this instruction, by the hook's own formula (the
+        # same as GuestServices.now's; tests hold them together).
+        self.now = functools.partial(lib.cg_now, gate)
 
     def set_time(self, mult: int, hz: int, epoch_ns: int) -> None:
         """The time model: ns = retired * mult // hz (see TimeModel.insns_to_ns)."""

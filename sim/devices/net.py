@@ -98,7 +98,7 @@ class _Copy(Event):
 
     def __init__(self, switch: Switch, ticket: int, when: int, out: int, frame: bytes):
         self.env = switch.env
-        self.callbacks = [switch._arrive]
+        self.callbacks = [switch._arrive_callback]
         self._ok = True
         self._value = None
         self.ticket = ticket
@@ -142,6 +142,7 @@ class Switch:
         # bumps the generation so that deliveries scheduled before it are void.
         self._in_flight: dict[int, _Copy] = {}
         self._ticket = 0
+        self._arrive_callback = self._arrive  # bound once: one per frame copy otherwise
         self._generation = 0
         self.frames_in = 0
         self.bytes_in = 0
@@ -202,17 +203,18 @@ class Switch:
             link.lost += 1
             return
         # serialisation_ns(n, bandwidth), inlined: this runs once per frame copy.
-        link.free_at = max(now, link.free_at) - (-n * 8_000_000_000 // link.bandwidth_bps)
-        self._schedule(link.free_at + link.latency_ns - now, out, frame)
+        free = link.free_at
+        free = (now if now > free else free) - (-n * 8_000_000_000 // link.bandwidth_bps)
+        link.free_at = free
+        self._schedule(free + link.latency_ns - now, out, frame, now)
 
-    def _schedule(self, delay: int, out: int, frame: bytes) -> None:
+    def _schedule(self, delay: int, out: int, frame: bytes, now: int) -> None:
         ticket = self._ticket
         self._ticket = ticket + 1
-        env = self.env
-        copy = self._in_flight[ticket] = _Copy(self, ticket, env.now + delay, out, frame)
+        copy = self._in_flight[ticket] = _Copy(self, ticket, now + delay, out, frame)
         # The same heap entry as env.timeout(delay) (NORMAL priority, next
         # event id), so same-time events keep their order.
-        env.schedule(copy, NORMAL, delay)
+        self.env.schedule(copy, NORMAL, delay)
 
     def _arrive(self, copy: _Copy) -> None:
         if copy.generation != self._generation:
@@ -295,7 +297,7 @@ class Switch:
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
         for delay, out, frame in state["in_flight"]:
-            self._schedule(delay, out, bytes.fromhex(frame))
+            self._schedule(delay, out, bytes.fromhex(frame), now)
         self.frames_in = state["frames_in"]
         self.bytes_in = state["bytes_in"]
         self.flooded = state["flooded"]
@@ -374,6 +376,9 @@ class Nic:
     def recv(self) -> bytes | None:
         """The oldest queued frame, or None when nothing is waiting."""
         return self._queue.popleft() if self._queue else None
+
+    def has_frames(self) -> bool:
+        return bool(self._queue)
 
     def peek(self, limit: int) -> tuple[bytes, ...]:
         """The oldest ``limit`` queued frames, left in the queue."""
