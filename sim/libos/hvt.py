@@ -393,7 +393,7 @@ class HvtPersonality(NetMixin, Personality):
         fast = HvtGate(self.s.vcpu, ((c.nr, c.name, c.args) for c in HYPERCALLS),
                        self.exit_ns, self.net_handles,
                        {c.nr: c.name for c in HYPERCALLS}, self.next_insn)
-        fast.wait_with(lambda timeout_ns: 0 if self.wait_in_place(timeout_ns) else 1)
+        fast.wait_with(self.wait_in_place)
         return fast
 
     def poll_wait(self, addr: int, timeout_ns: int) -> Block:

@@ -242,16 +242,16 @@ class HvtGate:
         counts = self.state.count
         return {name: counts[nr] for nr, name in self.names.items() if counts[nr]}
 
-    def wait_with(self, wait: Callable[[int], int]) -> None:
+    def wait_with(self, wait: Callable[[int], bool]) -> None:
         """Let a POLL that must wait call ``wait(timeout_ns)`` inside the
-        run: 0 woken there, 1 end the run (the guest blocks as usual). An
-        exception ``wait`` raises is kept, emulation stops and the run
-        raises it, as from any Unicorn hook."""
+        run: True when it woke there, False to end the run (the guest then
+        blocks as usual). An exception ``wait`` raises is kept, emulation
+        stops and the run raises it, as from any Unicorn hook."""
         uc = self._vcpu.uc
 
         def guarded(timeout_ns: int) -> int:
             try:
-                return wait(timeout_ns)
+                return 0 if wait(timeout_ns) else 1
             except BaseException as err:  # noqa: BLE001 - re-raised by the run
                 if uc._hook_exception is None:
                     uc._hook_exception = err

@@ -1,0 +1,275 @@
+"""hvt's network hypercalls inside the emulator (sim/libos/hvtgate.c) and
+POLL's wait inside the run (sim/boot.py): the same guest-visible results,
+simulated times and frames as the Python handlers and the blocking wait."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import simpy
+from test_hvt import boot, guest_image
+
+from sim.boot import guest_process
+from sim.cpu import native
+from sim.devices.net import Nic, Switch
+from sim.devices.peers import PingPeer
+from sim.guest import Guest
+from sim.image import Image
+from sim.libos.personality import BootConfig
+from sim.libos.solo5 import Solo5Options
+from sim.trace import ListSink, Tracer
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="native library not built")
+
+SERVER_MAC = bytes.fromhex("020000000002")
+CLIENT_MAC = bytes.fromhex("020000000005")
+
+
+@pytest.fixture(scope="module")
+def ping_image(tmp_path_factory):
+    return guest_image(tmp_path_factory.mktemp("hvtgate"), "ping", "hvt")
+
+
+def _guest(image, *, python_path: bool = False, mac: bytes | None = None, args=("ping",)):
+    """An hvt guest with net device service0; ``python_path``: calls traced,
+    so the gate is closed and the Python handlers serve every hypercall."""
+    opts = Solo5Options(nets={"service0": "switch"}, macs={"service0": mac} if mac else {})
+    tracer = Tracer(("call", "dev"), [ListSink()]) if python_path else Tracer()
+    return Guest(Image.load(image), BootConfig(args=args, options={"solo5": opts}),
+                 tracer=tracer)
+
+
+def _ping_run(image, count, *, interval=1_000_000, python_path=False, wait_in_place=True,
+              slice_insns=1_000_000):
+    """(ping results, end time, hypercall counts, guest) of --ping COUNT."""
+    guest = _guest(image, python_path=python_path)
+    env = simpy.Environment()
+    guest.services.env = env
+    switch = Switch(env, seed=0)
+    guest.personality.connect(switch)
+    proc = env.process(guest_process(env, guest, slice_insns, wait_in_place=wait_in_place))
+    ping = PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", count, interval)
+    env.run(until=env.any_of([proc, ping]))
+    return ping.value, env.now, guest.personality.calls, guest
+
+
+def test_native_path_is_used_and_matches_the_python_handlers(ping_image):
+    native_run = _ping_run(ping_image, 200)
+    python_run = _ping_run(ping_image, 200, python_path=True)
+    fast = native_run[3].personality.fast
+    assert fast is not None and python_run[3].personality.fast is None
+    # The echo's NET_READ, NET_WRITE and POLL were answered in C.
+    assert {"net_read", "net_write", "poll"} <= set(fast.counts())
+    (res, end, calls, guest), (res2, end2, calls2, guest2) = native_run, python_run
+    assert res.received == res2.received == 200
+    assert res.rtts_ns == res2.rtts_ns
+    assert (end, calls, guest.retired, guest.crossings) == \
+           (end2, calls2, guest2.retired, guest2.crossings)
+
+
+def test_more_frames_than_staged_fall_back_to_python(ping_image):
+    """20 requests at once: more than C is shown per run (8), so some
+    NET_READs are served by Python; the answers are the same either way."""
+    res, end, calls, guest = _ping_run(ping_image, 20, interval=0)
+    res2, end2, calls2, _ = _ping_run(ping_image, 20, interval=0, python_path=True)
+    assert res.received == 20 and res.rtts_ns == res2.rtts_ns and (end, calls) == (end2, calls2)
+    p = guest.personality
+    assert p._calls["net_read"] > 0 and p.fast.counts()["net_read"] > 0
+
+
+def test_waiting_in_place_gives_the_blocking_wait_s_results(ping_image):
+    # One slice for the whole run: the blocking wait starts a new slice at
+    # every POLL, the wait in place does not, and where a slice ends moves
+    # when the guest's frames leave (at the step's start, net.py).
+    whole = 2_000_000_000
+    in_place = _ping_run(ping_image, 300, slice_insns=whole)
+    blocking = _ping_run(ping_image, 300, slice_insns=whole, wait_in_place=False)
+    assert in_place[0].rtts_ns == blocking[0].rtts_ns
+    assert in_place[1:3] == blocking[1:3]
+    assert in_place[3].retired == blocking[3].retired
+
+
+def test_cli_ping_same_results_pcap_and_time_traced_or_not(ping_image, tmp_path):
+    runs = []
+    for extra in ((), ("--trace=call,dev", "--trace-out", str(tmp_path / "t.txt"))):
+        pcap = tmp_path / f"p{len(runs)}.pcap"
+        status, _out, err = boot(str(ping_image), "--net:service0=switch", "--ping",
+                                 "10.0.0.2:300", "--pcap", str(pcap), *extra, quiet=False)
+        assert status == 0, err
+        lines = [ln for ln in err.splitlines() if ln.startswith(("ping ", "sim: stopped"))]
+        runs.append((lines, pcap.read_bytes()))
+    assert runs[0] == runs[1] and len(runs[0][0]) == 2
+    assert "300 received, 0% packet loss" in runs[0][0][0]
+
+
+def test_run_until_a_time_stops_there_while_the_guest_waits(ping_image):
+    """env.run(until=T) hangs its stop on an event the wait must not take."""
+    guest = _guest(ping_image)
+    env = simpy.Environment()
+    guest.services.env = env
+    switch = Switch(env, seed=0)
+    guest.personality.connect(switch)
+    env.process(guest_process(env, guest))
+    PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", 50)
+    env.run(until=20_500_000)
+    assert env.now == 20_500_000
+    assert 20 <= guest.personality.calls["net_write"] <= 22  # ARP + one echo per ms
+
+
+class _Broken:
+    name = "broken"
+
+    def deliver(self, frame: bytes) -> None:
+        raise RuntimeError("peer broke")
+
+
+def test_an_exception_inside_the_wait_is_raised_not_swallowed(ping_image):
+    guest = _guest(ping_image)
+    env = simpy.Environment()
+    guest.services.env = env
+    switch = Switch(env, seed=0)
+    guest.personality.connect(switch)
+    switch.attach(_Broken())
+    proc = env.process(guest_process(env, guest))
+    PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", 3)  # its ARP floods to _Broken
+    with pytest.raises(RuntimeError, match="peer broke"):
+        env.run(until=proc)
+
+
+CLIENT_C = r"""#include <picosim.h>
+#include "solo5_dev.h"
+/* Sends N echo requests (prebuilt frame) and waits for each reply. */
+static const unsigned char req[] = {%s};
+static unsigned char buf[1514];
+int main(int argc, char **argv) {
+    long n = argc > 0 ? atoi(argv[argc - 1]) : 1;
+    uint64_t h; struct s5_net_info ni;
+    if (s5_net_acquire("service0", &h, &ni) != S5_OK) return 1;
+    long replies = 0;
+    for (long i = 0; i < n; i++) {
+        if (s5_net_write(h, req, sizeof req) != S5_OK) return 2;
+        for (;;) {
+            uint64_t ready; size_t len;
+            if (s5_net_read(h, buf, sizeof buf, &len) == S5_OK) {
+                if (len > 34 && buf[34] == 0) { replies++; break; }
+                continue;
+            }
+            s5_yield(sdk_clock_ns() + 1000000000ull, &ready);
+        }
+    }
+    printf("%%ld replies\n", replies);
+    return 0;
+}
+"""
+
+
+def _request() -> bytes:
+    from sim.devices.peers import checksum
+
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 7, 1) + bytes(56)
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                     bytes([10, 0, 0, 9]), bytes([10, 0, 0, 2]))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return SERVER_MAC + CLIENT_MAC + b"\x08\x00" + ip + icmp
+
+
+def test_two_guests_waiting_in_place_on_one_switch(ping_image, tmp_path):
+    """A guest's wait never runs another guest's process: each waits in
+    place until the next event would resume the other, then blocks."""
+    from sim.sdk.solo5 import build_app
+
+    src = tmp_path / "client.c"
+    src.write_text(CLIENT_C % ",".join(str(b) for b in _request()))
+    client_image = build_app([src], tmp_path / "client.hvt", "hvt", devices=["net:service0"])
+
+    def run(wait_in_place: bool):
+        env = simpy.Environment()
+        switch = Switch(env, seed=0)
+        server = _guest(ping_image, mac=SERVER_MAC)
+        client = _guest(client_image, mac=CLIENT_MAC, args=("client", "40"))
+        for g in (server, client):
+            g.services.env = env
+            g.personality.connect(switch)
+        env.process(guest_process(env, server, wait_in_place=wait_in_place))
+        proc = env.process(guest_process(env, client, wait_in_place=wait_in_place))
+        env.run(until=proc)
+        return proc.value, env.now, server.personality.calls, client.personality.calls, client
+
+    first, again = run(True), run(True)
+    assert first[0].status == 0, first[0]
+    assert first[1:4] == again[1:4]  # deterministic
+    assert first[2]["net_write"] == 40  # the server answered every request
+    blocking = run(False)
+    assert blocking[0].status == 0 and blocking[2]["net_write"] == 40
+
+
+# A guest that runs ``body`` with ``h``, the handle of net device service0.
+_NET_MAIN = """#include <picosim.h>
+#include "solo5_dev.h"
+int main(void) {
+    uint64_t h; struct s5_net_info ni;
+    if (s5_net_acquire("service0", &h, &ni) != S5_OK) return 3;
+    %s
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("body,message", [
+    # NET_WRITE whose data lies past the end of guest memory: a contained stop.
+    ("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } w = {h, 0xfffff000ul, 64, -1};"
+     '__asm__ volatile("outl %%eax, %%dx" :: "a"(&w), "d"(0x506) : "memory");',
+     "Invalid guest access"),
+    # NET_READ into a buffer that runs past the end of memory.
+    ("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } r = {h, 0x200000ul, 1ul << 40, -1};"
+     '__asm__ volatile("outl %%eax, %%dx" :: "a"(&r), "d"(0x507) : "memory");',
+     "Invalid guest access"),
+])
+def test_bad_net_pointers_stop_the_guest_on_either_path(tmp_path, body, message):
+    from sim.sdk.solo5 import build_app
+
+    src = tmp_path / "raw.c"
+    src.write_text(_NET_MAIN % body)
+    image = str(build_app([src], tmp_path / "raw.hvt", "hvt", devices=["net:service0"]))
+    results = []
+    for extra in ((), ("--trace=call", "--trace-out", str(tmp_path / "t.txt"))):
+        status, _out, err = boot(image, "--net:service0=switch", *extra, quiet=False)
+        assert status == 1 and message in err and "Traceback" not in err
+        results.append([ln for ln in err.splitlines() if "fatal" in ln or "stopped" in ln])
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("handle,length,expect", [
+    ("h", 20_000, 2),   # longer than the MTU allows: EINVAL
+    ("h", 10, 2),       # shorter than an Ethernet header: EINVAL
+    ("h + 7", 64, 2),   # no such device: EINVAL
+    ("h", 64, 0),       # a good frame: OK
+])
+def test_net_write_results_on_either_path(tmp_path, handle, length, expect):
+    from sim.sdk.solo5 import build_app
+
+    body = (f"static unsigned char f[64]; struct {{ uint64_t h; uint64_t data; uint64_t len; int ret; }}"
+            f" w = {{{handle}, (uint64_t)f, {length}, -1}};"
+            '__asm__ volatile("outl %%eax, %%dx" :: "a"(&w), "d"(0x506) : "memory");'
+            'printf("ret=%d\\n", w.ret);')
+    src = tmp_path / "raw.c"
+    src.write_text(_NET_MAIN % body)
+    image = str(build_app([src], tmp_path / "raw.hvt", "hvt", devices=["net:service0"]))
+    outs = []
+    for extra in ((), ("--trace=call", "--trace-out", str(tmp_path / "t.txt"))):
+        status, out, err = boot(image, "--net:service0=switch", *extra)
+        assert status == 0, err
+        outs.append(out)
+    assert outs[0] == outs[1] and f"ret={expect}" in outs[0]
+
+
+def test_hypercall_counts_add_native_and_python(ping_image):
+    _res, _end, calls, guest = _ping_run(ping_image, 30)
+    p = guest.personality
+    native_counts = p.fast.counts()
+    assert calls == {name: n + native_counts.get(name, 0) for name, n in p._calls.items()}
+    assert guest.crossings == sum(calls.values())
+    nic = p.net_ports()[0].nic
+    assert isinstance(nic, Nic) and nic.pending == 0
