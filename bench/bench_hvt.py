@@ -231,6 +231,7 @@ def main() -> None:
         pico = build_app([d / "puts.c"], d / "puts.pico", "pico")
         net = solo5_build([d / "net.c"], d / "net.hvt", "hvt", devices=["net:service0"])
         pinged = solo5_build([PING_GUEST], d / "ping.hvt", "hvt", devices=["net:service0"])
+        pinged_spt = solo5_build([PING_GUEST], d / "ping.spt", "spt", devices=["net:service0"])
         n = str(a.calls)
         base_h, _ = best(lambda: run(hvt, ("1",), 64 << 20), a.repeat)
         base_p, _ = best(lambda: run(pico, ("1",), 64 << 20), a.repeat)
@@ -240,6 +241,8 @@ def main() -> None:
         wall_n, g_n = best(lambda: run(net, (str(a.frames),), 64 << 20, net=True), a.repeat)
         base_q, _ = best(lambda: run_pinged(pinged, 1), a.repeat)
         wall_q, g_q = best(lambda: run_pinged(pinged, a.frames), a.repeat)
+        base_s, _ = best(lambda: run_pinged(pinged_spt, 1), a.repeat)
+        wall_s, g_s = best(lambda: run_pinged(pinged_spt, a.frames), a.repeat)
         parts = breakdown(lambda: run(net, (str(a.frames),), 64 << 20, net=True),
                           a.frames, wall_n) if a.breakdown else []
         parts_q = breakdown(lambda: run_pinged(pinged, a.frames),
@@ -248,6 +251,7 @@ def main() -> None:
     per_p = (wall_p - base_p) / (a.calls - 1)
     per_n = (wall_n - base_n) / (a.frames - 1)
     per_q = (wall_q - base_q) / (a.frames - 1)
+    per_s = (wall_s - base_s) / (a.frames - 1)
     print(f"hvt PUTS(16 B):  {a.calls} calls  {per_h * 1e6:6.2f} us/call  "
           f"{1 / per_h:10,.0f} calls/s  ({g_h.crossings} crossings, {g_h.retired} insns)")
     print(f"pico write(16 B): {a.calls} calls  {per_p * 1e6:6.2f} us/call  "
@@ -259,6 +263,9 @@ def main() -> None:
     print(f"guest answers --ping (peer -> guest -> peer): {a.frames} echoes  "
           f"{per_q * 1e6:6.2f} us/echo  {1 / per_q:10,.0f} echoes/s  ({g_q.crossings} crossings, "
           f"{g_q.retired // a.frames} insns/echo)")
+    print(f"spt guest answers --ping (the same C, as a process):  {a.frames} echoes  "
+          f"{per_s * 1e6:6.2f} us/echo  {1 / per_s:10,.0f} echoes/s  ({g_s.crossings} crossings, "
+          f"{g_s.retired // a.frames} insns/echo)")
     for name, rows, wall in (("echo", parts, wall_n), ("--ping", parts_q, wall_q)):
         if rows:
             print(f"where the {name} run's {wall / a.frames * 1e6:.2f} us/echo go:")

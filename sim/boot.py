@@ -29,7 +29,9 @@ class RunResult:
 # waits would nest, and the outer guest could not run until the inner woke).
 _GUEST_PROCESSES: set[int] = set()
 _CLOCK_LIMIT = 1 << 63  # the guest's clock is a 64-bit count of ns
-_STOP = StopSimulation.callback  # what env.run(until=...) hangs on its event
+# What env.run(until=...) hangs on its event, and what resumes a process.
+_STOP = StopSimulation.callback.__func__
+_RESUME = simpy.Process._resume
 
 
 class _Waiter:
@@ -81,8 +83,12 @@ class _Waiter:
 
 def _foreign(event: simpy.Event) -> bool:
     """Would processing ``event`` end env.run() or resume a guest's process?"""
-    for callback in event.callbacks or ():
-        if callback == _STOP or id(getattr(callback, "__self__", None)) in _GUEST_PROCESSES:
+    for callback in event.callbacks:
+        func = getattr(callback, "__func__", None)  # bound methods: the function
+        if func is _RESUME:
+            if id(callback.__self__) in _GUEST_PROCESSES:
+                return True
+        elif func is _STOP:
             return True
     return False
 

@@ -31,6 +31,11 @@ def ping_image(tmp_path_factory):
     return guest_image(tmp_path_factory.mktemp("hvtgate"), "ping", "hvt")
 
 
+@pytest.fixture(scope="module")
+def spt_ping_image(tmp_path_factory):
+    return guest_image(tmp_path_factory.mktemp("hvtgate-spt"), "ping", "spt")
+
+
 def _guest(image, *, python_path: bool = False, mac: bytes | None = None, args=("ping",)):
     """An hvt guest with net device service0; ``python_path``: calls traced,
     so the gate is closed and the Python handlers serve every hypercall."""
@@ -88,6 +93,15 @@ def test_waiting_in_place_gives_the_blocking_wait_s_results(ping_image):
     assert in_place[0].rtts_ns == blocking[0].rtts_ns
     assert in_place[1:3] == blocking[1:3]
     assert in_place[3].retired == blocking[3].retired
+
+
+def test_spt_waits_in_place_with_the_blocking_wait_s_results(spt_ping_image):
+    """spt's epoll_pwait waits inside the run the same way (Python path)."""
+    whole = 2_000_000_000
+    in_place = _ping_run(spt_ping_image, 100, slice_insns=whole)
+    blocking = _ping_run(spt_ping_image, 100, slice_insns=whole, wait_in_place=False)
+    assert in_place[0].received == 100
+    assert in_place[0].rtts_ns == blocking[0].rtts_ns and in_place[1:3] == blocking[1:3]
 
 
 def test_cli_ping_same_results_pcap_and_time_traced_or_not(ping_image, tmp_path):

@@ -330,6 +330,7 @@ class Nic:
         self.name = name
         self.mac = _check_mac(mac)
         self.mtu = _check_int("mtu", mtu, 68)  # 68: the IPv4 minimum
+        self.max_frame = self.mtu + ETH_HEADER  # the longest frame it sends or takes
         self.queue_limit = _check_int("queue_limit", queue_limit, 1)
         self._queue: deque[bytes] = deque()
         self._event: simpy.Event | None = None
@@ -337,10 +338,6 @@ class Nic:
         self.rx_frames = self.rx_bytes = 0
         self.rx_dropped = 0
         self.port = switch.attach(self, latency_ns=latency_ns, bandwidth_bps=bandwidth_bps)
-
-    @property
-    def max_frame(self) -> int:
-        return self.mtu + ETH_HEADER
 
     def send(self, frame: bytes) -> None:
         """Put one Ethernet frame (no FCS) on the wire now."""
@@ -359,7 +356,7 @@ class Nic:
         """Called by the switch when a frame arrives."""
         n = len(frame)
         queue = self._queue
-        if n > self.mtu + ETH_HEADER or len(queue) >= self.queue_limit:
+        if n > self.max_frame or len(queue) >= self.queue_limit:
             self.rx_dropped += 1
             return
         queue.append(frame)

@@ -55,6 +55,7 @@ MFT_ADDR = BOOT_INFO + 56
 CMDLINE_MAX = 8192
 HYPERCALL_PIO_BASE = 0x500
 HYPERCALL_MAX = 64            # ports 0x500..0x53f are hypercalls; numbers without a handler fault
+_FOREVER = 1 << 64            # a wait without a timeout (past any 64-bit clock)
 MIN_MEM, MAX_MEM, MEM_ALIGN = 2 << 20, 4 << 30, 2 << 20
 MONITOR_ERROR_STATUS = 1      # Solo5's tender exits 1 on a fatal guest error
 # A VM exit and entry: ~2,000 cycles (sim/host/profiles.py, SplitX WIOV'11).
@@ -264,6 +265,7 @@ class NetMixin:
     s: Any
     attached: Attached
     net_handles: dict[int, NetPort]  # manifest index (the guest's handle) -> port
+    _frame_waiting: Callable[[], bool] | None = None  # a wait's wake-up test; None: no NIC
 
     def find_net_ports(self) -> None:
         """Index the manifest's net devices; boot calls it once they are attached."""
@@ -279,10 +281,24 @@ class NetMixin:
         for dev in self._ports:
             if dev.nic is None:
                 dev.nic = Nic(switch, f"{self.s.name}.{dev.name}", dev.mac, dev.mtu)
+        # What a wait in place asks after each event: one NIC's own test
+        # where there is one (the common case, and the cheapest).
+        nics = [port.nic for port in self._ports]
+        self._frame_waiting = nics[0].has_frames if len(nics) == 1 else self.frame_waiting
         self.ports_connected()
 
     def ports_connected(self) -> None:
         """The NICs exist now (a personality with a native path marks them)."""
+
+    def wait_in_place(self, timeout_ns: int | None) -> bool:
+        """A wait for a frame or the timeout (None: no timeout) inside the
+        run, where the runner offers it (GuestServices.wait_here): the
+        simulation goes on until a frame is queued or the time is up. False
+        when it cannot: the call then blocks the guest as usual."""
+        wait_here = self.s.wait_here
+        if wait_here is None:
+            return False
+        return wait_here(self._frame_waiting, _FOREVER if timeout_ns is None else timeout_ns)
 
     def _nic(self, port: NetPort) -> Any:
         if port.nic is None:
@@ -351,7 +367,6 @@ def _net_error() -> type[Exception]:
 class HvtPersonality(NetMixin, Personality):
     name = "hvt"
     fast: HvtGate | None = None  # the native path, once booted
-    _frame_waiting: Callable[[], bool] | None = None  # POLL's wake-up test; None: no NIC
 
     def boot(self) -> None:
         s = self.s
@@ -409,30 +424,21 @@ class HvtPersonality(NetMixin, Personality):
     def ports_connected(self) -> None:
         if self.fast is not None:
             self.fast.attach()
-        # What POLL's wait in place asks after each event: one NIC's own test
-        # where there is one (the common case, and the cheapest).
-        nics = [port.nic for port in self._ports if port.nic is not None]
-        self._frame_waiting = nics[0].has_frames if len(nics) == 1 else self.frame_waiting
 
     def before_run(self) -> None:
         if self.fast is not None:
             self.fast.stage()
 
-    def wait_in_place(self, timeout_ns: int) -> bool:
-        """POLL's wait inside the run, where the runner offers it
-        (GuestServices.wait_here): the simulation goes on until a frame
-        comes or the deadline passes. False when it cannot: the POLL then
-        ends the run and the guest blocks in its runner as usual."""
-        wait_here = self.s.wait_here
-        if wait_here is None:
-            return False
+    def wait_in_place(self, timeout_ns: int | None) -> bool:
         fast = self.fast
-        if fast is not None:
-            fast.sync()  # the frames written before the POLL leave first
-        if not wait_here(self._frame_waiting, timeout_ns):
+        if fast is None:
+            return super().wait_in_place(timeout_ns)
+        if self.s.wait_here is None:
             return False
-        if fast is not None:
-            fast.stage()
+        fast.sync()  # the frames written before the POLL leave first
+        if not super().wait_in_place(timeout_ns):
+            return False
+        fast.stage()
         return True
 
     def after_run(self) -> int:

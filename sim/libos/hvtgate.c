@@ -8,7 +8,7 @@
  *   NET_WRITE  the frame is copied into tx[]; Python hands tx[] to the
  *              switch when the run ends (the switch stamps frames with the
  *              step's start time, so that is the same moment);
- *   NET_READ   the next of the frames Python staged from the NIC's queue
+ *   NET_READ   the next of the frames Python copied from the NIC's queue
  *              before the run, or AGAIN when the queue is empty;
  *   POLL       when a device is ready or the timeout is 0 it returns at
  *              once; else the run ends right after the `out` (RIP moved
@@ -53,12 +53,13 @@ typedef int (*wait_fn)(uint64_t timeout_ns);
 
 /* Mirrors HgDevice in hvtgate.py: keep the order and types in step. */
 struct hg_device {
-    const uint8_t *frame[HG_STAGE]; /* the NIC's oldest queued frames */
+    const uint8_t *rx; /* copies of the NIC's oldest queued frames, frame i
+                          at rx + i * max_frame (Python-owned) */
     uint32_t frame_len[HG_STAGE];
     uint32_t attached;  /* a net device whose NIC exists */
     uint32_t max_frame; /* MTU + Ethernet header */
     uint32_t pending;   /* frames queued in the NIC when staged */
-    uint32_t staged;    /* how many of them are in frame[] */
+    uint32_t staged;    /* how many of them are in rx */
     uint32_t taken;     /* read by the guest since they were staged */
     uint32_t ready_bit; /* its bit in POLL's ready_set */
 };
@@ -169,7 +170,7 @@ static int net_read(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint
     if (d->taken >= d->staged || d->frame_len[d->taken] > room)
         return CG_DECLINED;
     uint32_t len = d->frame_len[d->taken];
-    if (h->mem_write(uc, data, d->frame[d->taken], len) != UC_ERR_OK)
+    if (h->mem_write(uc, data, d->rx + (size_t)d->taken * d->max_frame, len) != UC_ERR_OK)
         return CG_DECLINED;
     d->taken++;
     h->dirty++;

@@ -47,7 +47,7 @@ class HgDevice(ctypes.Structure):
     """Mirrors struct hg_device in hvtgate.c."""
 
     _fields_ = [
-        ("frame", ctypes.c_char_p * STAGE),
+        ("rx", ctypes.c_void_p),  # STAGE frames of max_frame bytes: copies of the queue's head
         ("frame_len", ctypes.c_uint32 * STAGE),
         ("attached", ctypes.c_uint32),
         ("max_frame", ctypes.c_uint32),
@@ -56,6 +56,14 @@ class HgDevice(ctypes.Structure):
         ("taken", ctypes.c_uint32),
         ("ready_bit", ctypes.c_uint32),
     ]
+
+
+# Where restage writes in a slot: pending and staged (adjacent), frame_len.
+_PENDING_AT = HgDevice.pending.offset
+assert HgDevice.staged.offset == _PENDING_AT + 4
+_LENS_AT = HgDevice.frame_len.offset
+_COUNTS = struct.Struct("<II")
+_LENS = [struct.Struct(f"<{n}I") for n in range(STAGE + 1)]
 
 
 class HgState(ctypes.Structure):
@@ -110,27 +118,35 @@ def plan(calls: Iterable[tuple[int, str, Struct]]) -> dict[int, tuple[int, int, 
 
 
 class _Staged:
-    """One attached device: its NIC and its slot, with the slot's arrays
-    held once (each attribute access to them would build a new view)."""
+    """One attached device: its NIC, its slot, and the buffer C copies
+    frames from. The slot's fields are written with struct.pack_into on a
+    view of it (one call for several fields, where ctypes takes one each)."""
 
-    __slots__ = ("nic", "slot", "frame", "frame_len")
+    __slots__ = ("nic", "slot", "rx", "rx_view", "view", "size")
 
     def __init__(self, nic: Any, slot: HgDevice):
         self.nic, self.slot = nic, slot
-        self.frame, self.frame_len = slot.frame, slot.frame_len
+        self.size = nic.max_frame
+        self.rx = ctypes.create_string_buffer(STAGE * self.size)
+        self.rx_view = memoryview(self.rx).cast("B")
+        slot.rx = ctypes.addressof(self.rx)
+        self.view = memoryview(slot).cast("B")
 
     def restage(self) -> None:
-        nic, slot = self.nic, self.slot
-        if not nic.pending:
-            slot.pending = slot.staged = 0
+        nic, view = self.nic, self.view
+        pending = nic.pending
+        if not pending:
+            _COUNTS.pack_into(view, _PENDING_AT, 0, 0)
             return
         frames = nic.peek(STAGE)
-        slot.pending = nic.pending
-        slot.staged = len(frames)
-        frame, frame_len = self.frame, self.frame_len
+        rx, size = self.rx_view, self.size
+        lens = []
         for i, data in enumerate(frames):
-            frame[i] = data  # a pointer into the bytes object, kept alive by the array
-            frame_len[i] = len(data)
+            n = len(data)
+            rx[i * size:i * size + n] = data
+            lens.append(n)
+        _LENS[len(lens)].pack_into(view, _LENS_AT, *lens)
+        _COUNTS.pack_into(view, _PENDING_AT, pending, len(lens))
 
 
 class HvtGate:

@@ -163,9 +163,11 @@ def sys_epoll_pwait(p: SptPersonality, epfd: int, events: int, maxevents: int, t
                              p.s.now() + timeout * 1_000_000 if timeout > 0 else None)
                  if d is not None]
     until = min(deadlines) if deadlines else None
-    event = p.net_event()
-    if until is None and event is None:
+    if until is None and not p.net_ports():
         return -EINVAL  # nothing could ever wake it; the kernel would sleep forever
+    if p.wait_in_place(None if until is None else max(0, until - p.s.now())):
+        return p.deliver_events(events, maxevents)
+    event = p.net_event()
     return Block(until_ns=until, event=event,
                  resume=lambda: p.deliver_events(events, maxevents), reason="epoll_pwait")
 
