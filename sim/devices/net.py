@@ -204,7 +204,7 @@ class Switch:
             return
         # serialisation_ns(n, bandwidth), inlined: this runs once per frame copy.
         free = link.free_at
-        free = (now if now > free else free) - (-n * 8_000_000_000 // link.bandwidth_bps)
+        free = (now if now > free else free) - (-n * 8_000_000_000 // link.bandwidth_bps)  # noqa: FURB136 - no call
         link.free_at = free
         self._schedule(free + link.latency_ns - now, out, frame, now)
 

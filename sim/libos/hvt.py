@@ -14,9 +14,12 @@ Machine state (the spec, section 3), guest-physical = guest-virtual:
 A hypercall is ``outl %eax, $0x500+nr`` with EAX = the address of its
 struct. The calls are declared once, in ``HYPERCALLS`` (number, struct with
 IN/OUT fields, handler); each is served inside the emulator's hook, so the
-guest's next instruction already sees the OUT fields. Only POLL with nothing
-ready and HALT stop the slice, and those stops are exact because the vCPU has
-an exit address after every port-I/O instruction of the image.
+guest's next instruction already sees the OUT fields. The network calls are
+answered in C where they can be (hvtgate.py; these handlers are the
+reference and serve the rest). A POLL with nothing ready waits inside the
+hook where the runner allows it (sim/boot.py); otherwise it stops the
+slice, as HALT does, and those stops are exact: RIP is moved past the
+`out`, found in a capstone sweep of the image at boot.
 """
 
 from __future__ import annotations
@@ -40,13 +43,13 @@ from sim.libos.solo5 import (
     EINVAL,
     ETHER_HEADER,
     OK,
-    Attached,
     NetPort,
     attach,
     check_memory,
     check_target,
     port_io_exits,
 )
+from sim.libos.solo5_net import NetMixin
 
 GDT_BASE = 0x1000
 PML4, PDPT, PD_BASE, PT_LOW = 0x2000, 0x3000, 0x4000, 0x8000
@@ -55,7 +58,6 @@ MFT_ADDR = BOOT_INFO + 56
 CMDLINE_MAX = 8192
 HYPERCALL_PIO_BASE = 0x500
 HYPERCALL_MAX = 64            # ports 0x500..0x53f are hypercalls; numbers without a handler fault
-_FOREVER = 1 << 64            # a wait without a timeout (past any 64-bit clock)
 MIN_MEM, MAX_MEM, MEM_ALIGN = 2 << 20, 4 << 30, 2 << 20
 MONITOR_ERROR_STATUS = 1      # Solo5's tender exits 1 on a fatal guest error
 # A VM exit and entry: ~2,000 cycles (sim/host/profiles.py, SplitX WIOV'11).
@@ -257,111 +259,6 @@ def _table(calls: tuple[Hypercall, ...]) -> dict[int, tuple[Hypercall, _Codec]]:
 
 _TABLE = _table(HYPERCALLS)
 _CODECS = {call.args.name: codec for call, codec in _TABLE.values()}
-
-
-class NetMixin:
-    """Net devices on a switch, shared by hvt and spt."""
-
-    s: Any
-    attached: Attached
-    net_handles: dict[int, NetPort]  # manifest index (the guest's handle) -> port
-    _frame_waiting: Callable[[], bool] | None = None  # a wait's wake-up test; None: no NIC
-
-    def find_net_ports(self) -> None:
-        """Index the manifest's net devices; boot calls it once they are attached."""
-        self.net_handles = {i: dev for i, dev in self.attached.devices.items()
-                            if isinstance(dev, NetPort)}
-        self._ports = tuple(self.net_handles.values())
-
-    def connect(self, switch: Any) -> None:
-        """Plug every net device of the manifest into ``switch``."""
-        from sim.devices.net import Nic
-
-        self.switch = switch
-        for dev in self._ports:
-            if dev.nic is None:
-                dev.nic = Nic(switch, f"{self.s.name}.{dev.name}", dev.mac, dev.mtu)
-        # What a wait in place asks after each event: one NIC's own test
-        # where there is one (the common case, and the cheapest).
-        nics = [port.nic for port in self._ports]
-        self._frame_waiting = nics[0].has_frames if len(nics) == 1 else self.frame_waiting
-        self.ports_connected()
-
-    def ports_connected(self) -> None:
-        """The NICs exist now (a personality with a native path marks them)."""
-
-    def wait_in_place(self, timeout_ns: int | None) -> bool:
-        """A wait for a frame or the timeout (None: no timeout) inside the
-        run, where the runner offers it (GuestServices.wait_here): the
-        simulation goes on until a frame is queued or the time is up. False
-        when it cannot: the call then blocks the guest as usual."""
-        wait_here = self.s.wait_here
-        if wait_here is None:
-            return False
-        return wait_here(self._frame_waiting, _FOREVER if timeout_ns is None else timeout_ns)
-
-    def _nic(self, port: NetPort) -> Any:
-        if port.nic is None:
-            switch = getattr(self, "switch", None)
-            if switch is None:
-                from sim.devices.net import Switch
-
-                switch = Switch(self.s.env, seed=self.s.config.seed)
-            self.connect(switch)
-        return port.nic
-
-    def net_ports(self) -> list[NetPort]:
-        return list(self._ports)
-
-    def ready_set(self) -> int:
-        ready = 0
-        for port in self._ports:
-            if port.nic is not None and port.nic.pending:
-                ready |= 1 << port.index
-        return ready
-
-    def frame_waiting(self) -> bool:
-        """A frame is queued on some connected port (ready_set() != 0)."""
-        for port in self._ports:
-            nic = port.nic
-            if nic is not None and nic.pending:
-                return True
-        return False
-
-    def net_event(self) -> Any:
-        ports = self._ports
-        if not ports:
-            return None
-        if len(ports) == 1:
-            return self._nic(ports[0]).wait_frame()
-        return self.s.env.any_of([self._nic(p).wait_frame() for p in ports])
-
-    def send(self, port: NetPort, frame: bytes) -> bool:
-        nic = self._nic(port)
-        try:
-            nic.send(frame)
-        except _net_error():  # evaluated only when send raises
-            return False
-        if self.s.tracer.wants("dev"):
-            self.s.emit("dev", "net.send", device=port.name, bytes=len(frame))
-        return True
-
-    def receive(self, port: NetPort, room: int) -> bytes | int | None:
-        """The next frame; None when none is queued, its size when it does not fit."""
-        frame = self._nic(port).recv()
-        if frame is None:
-            return None
-        if len(frame) > room:
-            return len(frame)
-        if self.s.tracer.wants("dev"):
-            self.s.emit("dev", "net.recv", device=port.name, bytes=len(frame))
-        return frame
-
-
-def _net_error() -> type[Exception]:
-    from sim.devices.net import NetError
-
-    return NetError
 
 
 class HvtPersonality(NetMixin, Personality):

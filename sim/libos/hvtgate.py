@@ -122,7 +122,7 @@ class _Staged:
     frames from. The slot's fields are written with struct.pack_into on a
     view of it (one call for several fields, where ctypes takes one each)."""
 
-    __slots__ = ("nic", "slot", "rx", "rx_view", "view", "size")
+    __slots__ = ("nic", "rx", "rx_view", "size", "slot", "view")
 
     def __init__(self, nic: Any, slot: HgDevice):
         self.nic, self.slot = nic, slot

@@ -31,10 +31,10 @@ from sim.cpu.memory import GuestMemoryError
 from sim.cpu.paging import LARGE, PAGE, Mapping, PageTableBuilder
 from sim.cpu.vcpu import Fault, Trap
 from sim.libos.dispatch import Block, GuestExit
-from sim.libos.hvt import NetMixin
 from sim.libos.personality import BootError, Personality, show_result
 from sim.libos.pico import Regions
 from sim.libos.solo5 import ETHER_HEADER, NetPort, attach, check_memory, check_target
+from sim.libos.solo5_net import NetMixin
 
 GDT_BASE, PML4, TABLES_START, TABLES_END = 0x1000, 0x2000, 0x3000, 0x10000
 MEM_BASE = 0x10000
