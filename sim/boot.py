@@ -51,7 +51,8 @@ class _Waiter:
         self.services = guest.services
         self.queue = env._queue  # SimPy's heap of (time, priority, id, event)
 
-    def wait_here(self, ready: Callable[[], object] | None, timeout_ns: int) -> bool:
+    def wait_here(self, ready: Callable[[], object] | None, timeout_ns: int,
+                  _reason: str = "wait") -> bool:
         env, queue, services = self.env, self.queue, self.services
         step, foreign = env.step, _foreign
         now = services.now()

@@ -287,3 +287,22 @@ def test_hypercall_counts_add_native_and_python(ping_image):
     assert guest.crossings == sum(calls.values())
     nic = p.net_ports()[0].nic
     assert isinstance(nic, Nic) and nic.pending == 0
+
+
+def test_timeline_draws_a_wait_in_place_as_a_wait(ping_image, tmp_path):
+    """Under --timeline the vCPU row shows each POLL waited inside the run
+    as 'blocked: poll', between runs, never a run across it."""
+    import json
+
+    out = tmp_path / "t.json"
+    status, _o, err = boot(str(ping_image), "--net:service0=switch", "--ping", "10.0.0.2:5",
+                           "--timeline", str(out))
+    assert status == 0, err
+    rows = [e for e in json.loads(out.read_text())["traceEvents"]
+            if e.get("tid") == 1 and e.get("ph") == "X"]
+    waits = [e for e in rows if e["name"] == "blocked: poll"]
+    runs = [e for e in rows if e["name"] == "run"]
+    assert len(waits) >= 5 and runs
+    spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in rows)
+    assert all(a_end <= b_start + 1e-9 for (_a, a_end), (b_start, _b) in zip(spans, spans[1:]))
+    assert sum(e["args"]["insns"] for e in runs) > 0

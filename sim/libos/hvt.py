@@ -326,14 +326,14 @@ class HvtPersonality(NetMixin, Personality):
         if self.fast is not None:
             self.fast.stage()
 
-    def wait_in_place(self, timeout_ns: int | None) -> bool:
+    def wait_in_place(self, timeout_ns: int | None, reason: str = "poll") -> bool:
         fast = self.fast
         if fast is None:
-            return super().wait_in_place(timeout_ns)
+            return super().wait_in_place(timeout_ns, reason)
         if self.s.wait_here is None:
             return False
         fast.sync()  # the frames written before the POLL leave first
-        if not super().wait_in_place(timeout_ns):
+        if not super().wait_in_place(timeout_ns, reason):
             return False
         fast.stage()
         return True

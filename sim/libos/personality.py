@@ -67,11 +67,11 @@ class GuestServices:
         self.env: Any = None  # the SimPy environment, when running under one
         if vcpu.gate.now is not None:  # the same number from the native gate, faster
             self.now = vcpu.gate.now  # type: ignore[method-assign]
-        # wait_here(ready, timeout_ns) -> bool, from a runner that lets a
-        # guest wait inside its step (sim.boot): the simulation runs on
-        # until ready() is true or the timeout passes, and the guest's
+        # wait_here(ready, timeout_ns, reason) -> bool, from a runner that
+        # lets a guest wait inside its step (sim.boot): the simulation runs
+        # on until ready() is true or the timeout passes, and the guest's
         # clock moves to that moment (True); False if it cannot wait there.
-        self.wait_here: Callable[[Callable[[], object] | None, int], bool] | None = None
+        self.wait_here: Callable[[Callable[[], object] | None, int, str], bool] | None = None
 
     @property
     def step_start_ns(self) -> int:

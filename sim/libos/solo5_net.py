@@ -48,15 +48,17 @@ class NetMixin:
     def ports_connected(self) -> None:
         """The NICs exist now (a personality with a native path marks them)."""
 
-    def wait_in_place(self, timeout_ns: int | None) -> bool:
+    def wait_in_place(self, timeout_ns: int | None, reason: str = "poll") -> bool:
         """A wait for a frame or the timeout (None: no timeout) inside the
         run, where the runner offers it (GuestServices.wait_here): the
         simulation goes on until a frame is queued or the time is up. False
-        when it cannot: the call then blocks the guest as usual."""
+        when it cannot: the call then blocks the guest as usual. ``reason``
+        names the wait, as a Block's does."""
         wait_here = self.s.wait_here
         if wait_here is None:
             return False
-        return wait_here(self._frame_waiting, _FOREVER if timeout_ns is None else timeout_ns)
+        return wait_here(self._frame_waiting, _FOREVER if timeout_ns is None else timeout_ns,
+                         reason)
 
     def _nic(self, port: NetPort) -> Any:
         if port.nic is None:

@@ -165,7 +165,7 @@ def sys_epoll_pwait(p: SptPersonality, epfd: int, events: int, maxevents: int, t
     until = min(deadlines) if deadlines else None
     if until is None and not p.net_ports():
         return -EINVAL  # nothing could ever wake it; the kernel would sleep forever
-    if p.wait_in_place(None if until is None else max(0, until - p.s.now())):
+    if p.wait_in_place(None if until is None else max(0, until - p.s.now()), "epoll_pwait"):
         return p.deliver_events(events, maxevents)
     event = p.net_event()
     return Block(until_ns=until, event=event,

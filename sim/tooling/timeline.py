@@ -152,6 +152,9 @@ class TimelineRecorder:
         self.sink = sink
         self._wait_from: int | None = None
         self._wait_reason = "wait"
+        # Waits inside the running step: (start, end, insns, crossings, reason).
+        self._waits: list[tuple[int, int, int, int, str]] = []
+        self._watcher: Any = None
         add_sink(guest, sink, TIMELINE_KINDS)
         services = guest.services
         vcpu = guest.vcpu
@@ -168,10 +171,20 @@ class TimelineRecorder:
             if self._wait_from is not None:
                 sink.blocked(self._wait_from, now_ns, self._wait_reason)
                 self._wait_from = None
-            before = guest.retired
+            self._watch_waits()
+            before, crossings_before = guest.retired, guest.crossings
+            self._waits = []
             result = inner_step(now_ns, max_insns)
-            if result.busy_ns or guest.retired != before:
-                sink.slice_ran(now_ns, result.busy_ns, guest.retired - before, result.crossings)
+            # A slice with waits inside it (sim.boot's wait in place) is
+            # drawn as runs with the waits between them.
+            t, insns, crossings = now_ns, before, crossings_before
+            for start, end, insns_at, crossings_at, reason in self._waits:
+                sink.slice_ran(t, start - t, insns_at - insns, crossings_at - crossings)
+                sink.blocked(start, end, reason)
+                t, insns, crossings = end, insns_at, crossings_at
+            end_ns = now_ns + result.busy_ns
+            if end_ns > t or guest.retired != insns:
+                sink.slice_ran(t, end_ns - t, guest.retired - insns, guest.crossings - crossings)
             if result.exited is None and (result.block_until is not None or result.wake is not None):
                 self._wait_from = now_ns + result.busy_ns
                 blocked = getattr(guest, "_blocked", None)
@@ -179,3 +192,21 @@ class TimelineRecorder:
             return result
 
         guest.step = step
+
+    def _watch_waits(self) -> None:
+        """Note each wait in place of the coming step (the runner installs
+        GuestServices.wait_here when it starts the guest)."""
+        services = self.guest.services
+        inner = services.wait_here
+        if inner is None or inner is self._watcher:
+            return
+        guest = self.guest
+
+        def wait_here(ready: Any, timeout_ns: int, reason: str = "wait") -> bool:
+            start, insns, crossings = services.now(), services.retired(), guest.crossings
+            woke = inner(ready, timeout_ns, reason)
+            if woke:
+                self._waits.append((start, services.now(), insns, crossings, reason))
+            return woke
+
+        self._watcher = services.wait_here = wait_here
