@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,14 @@ import simpy
 
 from sim.boot import guest_process
 from sim.devices.net import Switch
-from sim.devices.peers import PingPeer, checksum
+from sim.devices.peers import (
+    ETHERTYPE_IPV4,
+    IPPROTO_ICMP,
+    PingPeer,
+    ethernet,
+    icmp_echo,
+    ipv4,
+)
 from sim.guest import Guest
 from sim.image import Image
 from sim.libos.personality import BootConfig
@@ -71,12 +77,9 @@ PEER_MAC = bytes([2, 0, 0, 0, 0, 1])
 
 
 def echo_request() -> bytes:
-    icmp = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + bytes(56)
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
-                     bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1]))
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return PEER_MAC + GUEST_MAC + b"\x08\x00" + ip + icmp
+    icmp = icmp_echo(8, 1, 1, bytes(56))
+    return ethernet(PEER_MAC, GUEST_MAC, ETHERTYPE_IPV4,
+                    ipv4(bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1]), IPPROTO_ICMP, icmp, 1))
 
 
 def run(image: Path, args: tuple[str, ...], mem: int, net: bool = False) -> tuple[float, Guest]:

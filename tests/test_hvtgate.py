@@ -4,8 +4,6 @@ simulated times and frames as the Python handlers and the blocking wait."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 import simpy
 from test_hvt import boot, guest_image
@@ -48,11 +46,7 @@ def _guest(image, *, python_path: bool = False, mac: bytes | None = None, args=(
 def _ping_run(image, count, *, interval=1_000_000, python_path=False, wait_in_place=True,
               slice_insns=1_000_000):
     """(ping results, end time, hypercall counts, guest) of --ping COUNT."""
-    guest = _guest(image, python_path=python_path)
-    env = simpy.Environment()
-    guest.services.env = env
-    switch = Switch(env, seed=0)
-    guest.personality.connect(switch)
+    guest, env, switch = _on_a_switch(image, python_path=python_path)
     proc = env.process(guest_process(env, guest, slice_insns, wait_in_place=wait_in_place))
     ping = PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", count, interval)
     env.run(until=env.any_of([proc, ping]))
@@ -117,13 +111,19 @@ def test_cli_ping_same_results_pcap_and_time_traced_or_not(ping_image, tmp_path)
     assert "300 received, 0% packet loss" in runs[0][0][0]
 
 
-def test_run_until_a_time_stops_there_while_the_guest_waits(ping_image):
-    """env.run(until=T) hangs its stop on an event the wait must not take."""
-    guest = _guest(ping_image)
+def _on_a_switch(image, *, python_path: bool = False):
+    """(guest, env, switch): a guest connected to a new switch."""
+    guest = _guest(image, python_path=python_path)
     env = simpy.Environment()
     guest.services.env = env
     switch = Switch(env, seed=0)
     guest.personality.connect(switch)
+    return guest, env, switch
+
+
+def test_run_until_a_time_stops_there_while_the_guest_waits(ping_image):
+    """env.run(until=T) hangs its stop on an event the wait must not take."""
+    guest, env, switch = _on_a_switch(ping_image)
     env.process(guest_process(env, guest))
     PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", 50)
     env.run(until=20_500_000)
@@ -139,11 +139,7 @@ class _Broken:
 
 
 def test_an_exception_inside_the_wait_is_raised_not_swallowed(ping_image):
-    guest = _guest(ping_image)
-    env = simpy.Environment()
-    guest.services.env = env
-    switch = Switch(env, seed=0)
-    guest.personality.connect(switch)
+    guest, env, switch = _on_a_switch(ping_image)
     switch.attach(_Broken())
     proc = env.process(guest_process(env, guest))
     PingPeer(env, switch, "10.0.0.1").ping("10.0.0.2", 3)  # its ARP floods to _Broken
@@ -179,14 +175,11 @@ int main(int argc, char **argv) {
 
 
 def _request() -> bytes:
-    from sim.devices.peers import checksum
+    from sim.devices.peers import ETHERTYPE_IPV4, IPPROTO_ICMP, ethernet, icmp_echo, ipv4
 
-    icmp = struct.pack("!BBHHH", 8, 0, 0, 7, 1) + bytes(56)
-    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
-                     bytes([10, 0, 0, 9]), bytes([10, 0, 0, 2]))
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return SERVER_MAC + CLIENT_MAC + b"\x08\x00" + ip + icmp
+    icmp = icmp_echo(8, 7, 1, bytes(56))
+    return ethernet(SERVER_MAC, CLIENT_MAC, ETHERTYPE_IPV4,
+                    ipv4(bytes([10, 0, 0, 9]), bytes([10, 0, 0, 2]), IPPROTO_ICMP, icmp, 1))
 
 
 def test_two_guests_waiting_in_place_on_one_switch(ping_image, tmp_path):
@@ -233,12 +226,12 @@ int main(void) {
 
 @pytest.mark.parametrize("body,message", [
     # NET_WRITE whose data lies past the end of guest memory: a contained stop.
-    ("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } w = {h, 0xfffff000ul, 64, -1};"
-     '__asm__ volatile("outl %%eax, %%dx" :: "a"(&w), "d"(0x506) : "memory");',
+    (("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } w = {h, 0xfffff000ul, 64, -1};"
+      '__asm__ volatile("outl %%eax, %%dx" :: "a"(&w), "d"(0x506) : "memory");'),
      "Invalid guest access"),
     # NET_READ into a buffer that runs past the end of memory.
-    ("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } r = {h, 0x200000ul, 1ul << 40, -1};"
-     '__asm__ volatile("outl %%eax, %%dx" :: "a"(&r), "d"(0x507) : "memory");',
+    (("struct { uint64_t h; uint64_t data; uint64_t len; int ret; } r = {h, 0x200000ul, 1ul << 40, -1};"
+      '__asm__ volatile("outl %%eax, %%dx" :: "a"(&r), "d"(0x507) : "memory");'),
      "Invalid guest access"),
 ])
 def test_bad_net_pointers_stop_the_guest_on_either_path(tmp_path, body, message):
@@ -293,6 +286,7 @@ def test_timeline_draws_a_wait_in_place_as_a_wait(ping_image, tmp_path):
     """Under --timeline the vCPU row shows each POLL waited inside the run
     as 'blocked: poll', between runs, never a run across it."""
     import json
+    from itertools import pairwise
 
     out = tmp_path / "t.json"
     status, _o, err = boot(str(ping_image), "--net:service0=switch", "--ping", "10.0.0.2:5",
@@ -304,5 +298,5 @@ def test_timeline_draws_a_wait_in_place_as_a_wait(ping_image, tmp_path):
     runs = [e for e in rows if e["name"] == "run"]
     assert len(waits) >= 5 and runs
     spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in rows)
-    assert all(a_end <= b_start + 1e-9 for (_a, a_end), (b_start, _b) in zip(spans, spans[1:]))
+    assert all(a_end <= b_start + 1e-9 for (_a, a_end), (b_start, _b) in pairwise(spans))
     assert sum(e["args"]["insns"] for e in runs) > 0
