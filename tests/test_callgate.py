@@ -218,3 +218,27 @@ int main(void) { printf("%ld\n", (long)pico_clock_monotonic()); return 0; }
     result, out, _, guest = run(image, kinds=(), options={"pico.abi_module": module})
     assert result.stopped.status == 0 and out == b"4242\n"
     assert guest.vcpu.gate.served_total == 0
+
+
+@pytest.mark.skipif(not native.available(), reason="native library not built")
+def test_services_now_is_the_python_formula_also_after_close():
+    """GuestServices.now() asks the gate's C while the vCPU lives, and gives
+    the same number as the Python formula; after close, the formula alone."""
+    from pathlib import Path
+
+    from sim.boot import run_alone
+    from sim.guest import Guest
+    from sim.image import Image
+
+    image = Image.load(Path(__file__).resolve().parent.parent / "sim/examples/prebuilt/compute.elf")
+    guest = Guest(image)
+    run_alone(guest)
+    s = guest.services
+    c = s.clock
+
+    def formula() -> int:
+        return c.step_ns + s.insn_ns(guest.vcpu.counter.retired) + c.cost_ns
+
+    assert guest.vcpu.gate.now is not None and s.now() == formula() > 0
+    guest.close()
+    assert guest.vcpu.gate.now is None and s.now() == formula()

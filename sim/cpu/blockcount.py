@@ -327,6 +327,8 @@ class InstructionCounter:
         if c is not None and not self._cut_blocks and not c.error:
             return c.retired  # the hot path: read on every call that tells time
         retired, block, icount, size, _ = self._head()
+        if not self._cut_blocks:
+            return retired
         return retired - self._cut_fix(block, size, icount)
 
     @property
@@ -384,24 +386,24 @@ class InstructionCounter:
             del self._real[k]
 
     def close(self) -> None:
-        """Remove the hook and free native state. Idempotent."""
+        """Remove the hook and free native state. Idempotent. The last
+        slice stays readable, corrected now: the correction reads guest
+        memory, which may be gone by the time it is read."""
+        if self._st is None and self._hook is None:
+            return
+        retired, block, icount, size, hit = self._head()
+        fix = self._cut_fix(block, size, icount) if self._cut_blocks else 0
         if self._st is not None:
-            # keep the last slice readable after close
-            (
-                self._retired,
-                self._last_block,
-                self._last_icount,
-                self._last_size,
-                self._budget_hit,
-            ) = self._head()
-            self._sizes = {}
             self._c = None
             self._lib.bc_free(self._st)
             self._st = None
-        elif self._hook is not None:
+        else:
             self._uc.hook_del(self._hook)
             self._hook = None
-            self._sizes.clear()
+        self._sizes = {}
+        self._cut_blocks = False
+        self._retired, self._last_block, self._last_icount, self._last_size, self._budget_hit = (
+            retired - fix, block, icount - fix, size, hit)
 
     def __enter__(self):
         return self

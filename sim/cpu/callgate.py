@@ -135,8 +135,9 @@ class CallGate:
         self._gate = gate
         self.native = True
         # Simulated ns at this instruction, by the hook's own formula (the
-        # same as GuestServices.now's; tests hold them together).
-        self.now = functools.partial(lib.cg_now, gate)
+        # same as GuestServices.now's; tests hold them together). None once
+        # closed: the instruction counter it reads is freed with the vCPU.
+        self.now: Callable[[], int] | None = functools.partial(lib.cg_now, gate)
 
     def set_time(self, mult: int, hz: int, epoch_ns: int) -> None:
         """The time model: ns = retired * mult // hz (see TimeModel.insns_to_ns)."""
@@ -195,5 +196,6 @@ class CallGate:
 
     def close(self) -> None:
         if self._gate is not None:
+            self.now = None
             self._lib.cg_free(self._gate)
             self._gate = None

@@ -65,8 +65,6 @@ class GuestServices:
         self.cost_ns = 0
         self.insn_base = 0
         self.env: Any = None  # the SimPy environment, when running under one
-        if vcpu.gate.now is not None:  # the same number from the native gate, faster
-            self.now = vcpu.gate.now  # type: ignore[method-assign]
         # wait_here(ready, timeout_ns, reason) -> bool, from a runner that
         # lets a guest wait inside its step (sim.boot): the simulation runs
         # on until ready() is true or the timeout passes, and the guest's
@@ -112,6 +110,9 @@ class GuestServices:
 
     def now(self) -> int:
         """Simulated ns at this instant of the running step."""
+        native = self.vcpu.gate.now  # the same number from the gate's C, faster
+        if native is not None:
+            return native()
         c = self.clock
         return c.step_ns + self.insn_ns(self.vcpu.counter.retired) + c.cost_ns
 
