@@ -11,15 +11,19 @@
  *   NET_READ   the next of the frames Python copied from the NIC's queue
  *              before the run, or AGAIN when the queue is empty;
  *   POLL       when a device is ready or the timeout is 0 it returns at
- *              once; else the run ends right after the `out` (RIP moved
- *              to the next instruction, from the image's table of port-I/O
- *              exits) and Python blocks the guest in simulated time.
+ *              once. Else Python's wait runs the simulation inside this
+ *              hook until a frame comes or the time is up (Solo5's tender
+ *              waits in its POLL exit the same way), and POLL returns what
+ *              is ready then; where the runner cannot wait there, the run
+ *              ends right after the `out` (RIP moved to the next
+ *              instruction, from the image's table of port-I/O exits) and
+ *              Python blocks the guest in simulated time.
  *
  * Anything else, and anything unusual (a pointer outside memory, a bad
  * handle, a frame that does not fit, tx[] full, more frames queued than
- * staged, an `out` missing from the exit table) is declined untouched, so the Python
- * handlers in hvt.py give every diagnosis and every blocking wait. A served
- * call is charged the VM exit and counted, as on the Python path.
+ * staged, an `out` missing from the exit table) is declined untouched, so
+ * the Python handlers in hvt.py give every diagnosis. A served call is
+ * charged the VM exit and counted, as on the Python path.
  *
  * Struct layouts are not written here: Python fills in each field's offset
  * from the hypercall declarations in hvt.py.

@@ -1,18 +1,20 @@
 """hvt hypercalls answered inside the emulator: the network fast path.
 
 ``hvtgate.c`` plugs into the vCPU's gate as the server of its `out` ports
-and answers WALLTIME, NET_WRITE, NET_READ and a POLL that need not wait
-without leaving the emulator (each a ~5 us Python hook otherwise; see
-docs/performance.md, "Solo5 personalities"). Everything else, and every
+and answers WALLTIME, NET_WRITE, NET_READ and POLL without leaving the
+emulator (each a ~5 us Python hook otherwise; see docs/performance.md,
+"Solo5 personalities"). A POLL that must wait calls back into Python to
+wait in place (:meth:`HvtGate.wait_with`), or ends the run there, exactly
+after its `out`, for the guest to block as usual. Everything else, and every
 unusual case, goes untouched to the Python handlers in hvt.py, which stay
 the ABI's reference: with the native library missing, or the gate closed
 (calls, instructions or devices traced), they serve every call and the
 results are the same, byte for byte.
 
-The NIC's queue stays the one truth. Before each run :meth:`stage` shows
-the C side the oldest frames queued on each net device (no copy: pointers
-to the bytes objects); after the run, and before any hypercall Python
-serves, :meth:`sync` takes the frames the guest read off the queues and
+The NIC's queue stays the one truth. Before each run :meth:`stage` copies
+the oldest frames queued on each net device into that device's buffer for
+C; after the run, and before any hypercall Python serves or waits,
+:meth:`sync` takes the frames the guest read off the queues and
 hands the frames it wrote to the switch, in order. The switch stamps a
 frame with the step's start time (``env.now``), which no run changes, so
 sending at the end of the run is the same moment as sending in the hook.
