@@ -8,6 +8,8 @@ import struct
 
 import pytest
 import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_hvt import boot, guest_image
 from unicorn import x86_const as X
 
@@ -311,8 +313,6 @@ def test_timeline_draws_a_wait_in_place_as_a_wait(ping_image, tmp_path):
 # (Python only). Random sequences of network hypercalls with good and bad
 # handles, pointers and lengths, and frames arriving in between, must leave
 # both guests in the same state after every call.
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 CODE, STRUCT, BUF = 0x1F0000, 0x1F1000, 0x1F2000
 MEM = 8 << 20
