@@ -373,3 +373,38 @@ def test_same_run_same_trace_bytes(tmp_path, target):
         b'"name": "epoll_pwait", "args": {"epfd"'
 
     assert traces[0] == traces[1] and waited in traces[0]
+
+
+LOAD_CODE_C = r"""#include <picosim.h>
+#include "solo5_dev.h"
+/* Runs code from a buffer, block-reads other code over it, runs it again. */
+static unsigned char code[512] __attribute__((aligned(512)));
+static unsigned char two[512] = {0xb8, 2, 0, 0, 0, 0xc3};       /* mov eax, 2; ret */
+static const unsigned char one[] = {0xb8, 1, 0, 0, 0, 0xc3};    /* mov eax, 1; ret */
+int main(void) {
+    uint64_t h; struct s5_block_info bi;
+    if (s5_block_acquire("storage", &h, &bi) != S5_OK) return 3;
+    memcpy(code, one, sizeof one);
+    int (*fn)(void) = (int (*)(void))(void *)code;
+    int before = fn();
+    if (s5_block_write(h, 0, two, sizeof two) != S5_OK) return 4;
+    if (s5_block_read(h, 0, code, sizeof code) != S5_OK) return 5;
+    printf("before=%d after=%d\n", before, fn());
+    return 0;
+}
+"""
+
+
+def test_code_read_from_a_block_device_runs_as_read(tmp_path):
+    """A block read over code the guest already ran replaces it: the vCPU
+    drops the stale translation (Unicorn's uc_mem_write does not)."""
+    from sim.sdk.solo5 import build_app
+
+    src = tmp_path / "load.c"
+    src.write_text(LOAD_CODE_C)
+    image = build_app([src], tmp_path / "load.hvt", "hvt", devices=["block:storage"])
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(4096))
+    status, out, err = boot(str(image), f"--block:storage={disk}")
+    assert status == 0, err
+    assert "before=1 after=2" in out

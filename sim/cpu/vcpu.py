@@ -202,6 +202,14 @@ class VCPU:
         w(X.UC_X86_REG_RSP, rsp)
         w(X.UC_X86_REG_RIP, rip)
 
+    def code_changed(self, start: int, end: int) -> None:
+        """The host wrote guest memory in [start, end) that may hold code the
+        vCPU has run: drop its translations and block counts. (Unicorn's
+        uc_mem_write leaves them in place, so the old code would run on.)"""
+        if end > start:
+            self.uc.ctl_remove_cache(start, end)
+            self.counter.forget(start, end)
+
     # -- registers --------------------------------------------------------
     def reg(self, reg_id: int) -> int:
         if reg_id in GPRS:

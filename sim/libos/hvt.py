@@ -174,6 +174,8 @@ def _block_io(p: HvtPersonality, a: Any, write: bool) -> dict[str, int]:
             dev.write(a.offset, p.s.mem.read(a.data, length))
         else:
             p.s.mem.write(a.data, dev.read(a.offset, length))
+            # All hvt memory is executable: what was read may be code to run.
+            p.s.vcpu.code_changed(a.data, a.data + length)
     except BlockError:
         return {"ret": EINVAL}
     p.s.charge(dev.cost_ns(length))

@@ -316,9 +316,7 @@ class GdbStub:
             self.vcpu.mem.write(addr, raw)
         except GuestMemoryError:
             return "E14"
-        if raw:  # the code there may have changed: retranslate, recount
-            self.uc.ctl_remove_cache(addr, addr + len(raw))
-            self.vcpu.counter.forget(addr, addr + len(raw))
+        self.vcpu.code_changed(addr, addr + len(raw))  # retranslate, recount
         return "OK"
 
     def _add_break(self, addr: int) -> str:
