@@ -2,7 +2,11 @@
 
 The guest runs slice after slice; each slice's simulated time passes on the
 environment's clock, and a blocked guest waits (in simulated time only) for
-its deadline or for the event that wakes it.
+its deadline or for the event that wakes it. A personality may also let
+the guest wait inside its slice (``GuestServices.wait_here``, offered here
+by :class:`_Waiter`): the simulation's events are then processed from the
+vCPU's hook, as a Solo5 tender waits in the vCPU thread, and the vCPU is
+not stopped and restarted for the wait.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class RunResult:
 # The ids of the SimPy processes guest_process runs, while they run: an
 # event that would resume one is never processed inside a guest's wait (the
 # waits would nest, and the outer guest could not run until the inner woke).
+# An id left behind by an abandoned run can only make a later wait decline.
 _GUEST_PROCESSES: set[int] = set()
 _CLOCK_LIMIT = 1 << 63  # the guest's clock is a 64-bit count of ns
 # What env.run(until=...) hangs on its event, and what resumes a process.
