@@ -439,6 +439,31 @@ class _PingState:
         if res.received == res.count and not self.all_in.triggered:
             self.all_in.succeed()
 
+    def _send_from(self, seq: int) -> None:
+        """Send echo requests from ``seq`` on: all at once without an
+        interval, else one now and the next from a timer's callback (a
+        timer per ping, but no process to resume for each)."""
+        peer, res = self.peer, self.results
+        while True:
+            now = peer.env.now
+            # The payload starts with the send time, as ping's does.
+            data = (struct.pack("!Q", now) + _PAYLOAD_FILL[: res.size])[: res.size]
+            self.sent_at[seq] = now
+            res.sent += 1
+            peer._send(peer._echo_frame(self._mac, self.target, ICMP_ECHO_REQUEST, self.ident,
+                                        seq, data))
+            if seq == res.count:
+                self._all_sent.succeed()
+                return
+            seq += 1
+            if self._interval_ns:
+                self._next_seq = seq
+                peer.env.timeout(self._interval_ns).callbacks.append(self._tick)
+                return
+
+    def _tick(self, _timer: simpy.Event) -> None:
+        self._send_from(self._next_seq)
+
     def run(self, interval_ns: int, timeout_ns: int, arp_timeout_ns: int, arp_tries: int):
         peer, env, res = self.peer, self.peer.env, self.results
         try:
@@ -450,14 +475,9 @@ class _PingState:
             if mac is None:
                 res.unreachable = True
                 return res
-            for seq in range(1, res.count + 1):
-                if seq > 1 and interval_ns:
-                    yield env.timeout(interval_ns)
-                # The payload starts with the send time, as ping's does.
-                data = (struct.pack("!Q", env.now) + _PAYLOAD_FILL[: res.size])[: res.size]
-                self.sent_at[seq] = env.now
-                res.sent += 1
-                peer._send(peer._echo_frame(mac, self.target, ICMP_ECHO_REQUEST, self.ident, seq, data))
+            self._mac, self._interval_ns, self._all_sent = mac, interval_ns, env.event()
+            self._send_from(1)
+            yield self._all_sent
             if res.received < res.count:
                 yield self.all_in | env.timeout(timeout_ns)
             return res
