@@ -242,3 +242,38 @@ def test_services_now_is_the_python_formula_also_after_close():
     assert guest.vcpu.gate.now is not None and s.now() == formula() > 0
     guest.close()
     assert guest.vcpu.gate.now is None and s.now() == formula()
+
+
+@needs_gcc
+def test_a_stale_native_library_is_rebuilt_or_not_used(tmp_path, monkeypatch):
+    """After a pull, a library older than its sources may lack functions the
+    Python side calls: load() rebuilds it, or (no gcc) leaves it unused."""
+    import os
+
+    from sim.cpu import native as nat
+
+    sources = [tmp_path / src.name for src in nat.SOURCES]
+    for src, copy in zip(nat.SOURCES, sources, strict=True):
+        copy.write_bytes(src.read_bytes())
+    headers = [tmp_path / h.name for h in nat.HEADERS]
+    for h, copy in zip(nat.HEADERS, headers, strict=True):
+        copy.write_bytes(h.read_bytes())
+    library = tmp_path / nat.LIBRARY.name
+    monkeypatch.setattr(nat, "SOURCES", tuple(sources))
+    monkeypatch.setattr(nat, "HEADERS", tuple(headers))
+    monkeypatch.setattr(nat, "LIBRARY", library)
+    monkeypatch.setattr(nat, "_HERE", tmp_path)
+    monkeypatch.setattr(nat, "_lib", None)
+    nat.build(force=True)
+    old = library.stat().st_mtime - 10
+    os.utime(library, (old, old))  # older than every source now
+    assert nat._stale()
+    monkeypatch.setattr(nat.shutil, "which", lambda _name: None)  # no gcc here
+    assert nat.load() is None and nat._stale()
+    monkeypatch.undo()
+    monkeypatch.setattr(nat, "SOURCES", tuple(sources))
+    monkeypatch.setattr(nat, "HEADERS", tuple(headers))
+    monkeypatch.setattr(nat, "LIBRARY", library)
+    monkeypatch.setattr(nat, "_HERE", tmp_path)
+    monkeypatch.setattr(nat, "_lib", None)
+    assert nat.load() is not None and not nat._stale()

@@ -58,10 +58,27 @@ def build(force: bool = False) -> Path:
     return LIBRARY
 
 
+def _stale() -> bool:
+    """The library is older than a source beside it (say after a pull): its
+    functions may not be the ones the Python side calls."""
+    try:
+        built = LIBRARY.stat().st_mtime
+        return any(src.stat().st_mtime > built for src in (*SOURCES, *HEADERS))
+    except FileNotFoundError:  # an install without the sources
+        return False
+
+
 def load() -> ctypes.CDLL | None:
-    """The library, loaded once; None when it has not been built."""
+    """The library, loaded once; None when it has not been built. A stale
+    one is rebuilt first, or not used (the Python hooks serve) when that
+    cannot be done here."""
     global _lib
     if _lib is None and LIBRARY.exists():
+        if _stale():
+            try:
+                build()
+            except (OSError, subprocess.CalledProcessError):
+                return None
         _lib = ctypes.CDLL(str(LIBRARY))
     return _lib
 
