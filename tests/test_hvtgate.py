@@ -406,3 +406,23 @@ def test_the_lab_harness_reaches_the_c_path(ping_image):
         assert p._calls == dict.fromkeys(p._calls, 0)
     finally:
         guest.close()
+
+
+def test_a_call_whose_declaration_changes_shape_stays_in_python():
+    """C reads offsets from the declarations, and serves only the shapes it
+    knows: a field of another width, or an unknown call, is left to Python."""
+    from sim.libos.abi import Dir, Field
+    from sim.libos.abi import Struct as AbiStruct
+    from sim.libos.hvt import HYPERCALLS
+    from sim.libos.hvtgate import FIELDS, plan
+
+    served = plan((c.nr, c.name, c.args) for c in HYPERCALLS)
+    assert {c.name for c in HYPERCALLS if c.nr in served} == \
+        {"walltime", "poll", "net_write", "net_read"}
+    _kind, size, offsets = served[7]  # net_read: offsets straight from its Struct
+    layout = {f.name: off for f, off in next(c for c in HYPERCALLS if c.nr == 7).args.layout()}
+    assert size == 32 and offsets == {k: v for k, v in layout.items() if k in FIELDS}
+    wider = AbiStruct("hvt_hc_net_read", (Field("handle", "u64"), Field("data", "ptr"),
+                                          Field("len", "u64", Dir.INOUT),
+                                          Field("ret", "u64", Dir.OUT)))
+    assert plan([(7, "net_read", wider), (9, "frobnicate", wider)]) == {}
