@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/bench_hvt.py [--calls 100000 --frames 5000]
   hvt (outl hypercall, served inside the out hook) and for pico (syscall).
 * NET_WRITE + POLL + NET_READ: an hvt guest sends an ICMP echo request to the
   built-in peer on the virtual switch, waits with POLL and reads the reply.
-* `sim boot ping.hvt --net:service0=switch --ping 10.0.0.2:N`, the issue's
-  own case: the built-in peer pings tests/guests/solo5/ping.c, which
+* what `sim boot ping.hvt --net:service0=switch --ping 10.0.0.2:N` runs:
+  the built-in peer pings tests/guests/solo5/ping.c, which
   answers (the CLI's set-up, without its printing; the default interval,
   1 ms of simulated time, so each echo is over before the next).
 Wall-clock time of the run (boot excluded), best of --repeat, less the same
