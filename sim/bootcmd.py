@@ -161,7 +161,7 @@ def summary_line(result: Any, guest: Any) -> str:
     ms = result.t_ns / 1e6
     used = getattr(guest.personality, "surface_summary", lambda: "")()
     tail = f"; {used}" if used else ""
-    native = guest.vcpu.gate.served_total
+    native = guest.vcpu.gate.served_total + guest.personality.native_calls()
     calls = f"{result.crossings} host calls" + (f" ({native} answered in the vCPU)" if native else "")
     return (f"sim: stopped at t={result.t_ns}ns ({ms:.3f} ms simulated) after "
             f"{result.retired} instructions and {calls}: "

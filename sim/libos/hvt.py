@@ -350,6 +350,9 @@ class HvtPersonality(NetMixin, Personality):
             self.pending = self.poll_wait(*wait)
         return fast.drain()
 
+    def native_calls(self) -> int:
+        return sum(self.fast.counts().values()) if self.fast is not None else 0
+
     @property
     def calls(self) -> dict[str, int]:
         """Hypercalls served, by name (by Python and natively)."""

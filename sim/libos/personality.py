@@ -175,6 +175,11 @@ class Personality:
         """Called before each run of the vCPU (a personality with a native
         port server shows it the state it serves from)."""
 
+    def native_calls(self) -> int:
+        """Host calls a native server of this personality answered in the
+        vCPU (beyond the gate's clock reads), over the guest's life."""
+        return 0
+
     def after_run(self) -> int:
         """Called after each run: apply what a native port server did;
         returns how many calls it answered (host crossings all the same)."""
