@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,lab]'
 	touch $(STAMP)
 
-# The vCPU's native hooks: instruction accounting and the clock-call gate
+# The native hooks: instruction accounting and the call gate (sim/cpu), hvt's
+# network hypercalls (sim/libos)
 # (Python fallbacks when absent).
 native: $(STAMP)
 	$(BIN)/python -m sim.cpu.native --build
+	$(BIN)/python -m sim.libos.hvtgate --build
 
 demo: setup
 	$(BIN)/sim boot hello --trace -- hello from the demo

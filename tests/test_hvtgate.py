@@ -15,16 +15,16 @@ from test_hvt import boot, guest_image
 from unicorn import x86_const as X
 
 from sim.boot import guest_process
-from sim.cpu import native
 from sim.devices.net import Nic, Switch
 from sim.devices.peers import PingPeer
 from sim.guest import Guest
 from sim.image import Image
+from sim.libos import hvtgate
 from sim.libos.personality import BootConfig
 from sim.libos.solo5 import Solo5Options
 from sim.trace import ListSink, Tracer
 
-pytestmark = pytest.mark.skipif(not native.available(), reason="native library not built")
+pytestmark = pytest.mark.skipif(not hvtgate.available(), reason="native libraries not built")
 
 SERVER_MAC = bytes.fromhex("020000000002")
 CLIENT_MAC = bytes.fromhex("020000000005")
@@ -40,13 +40,15 @@ def spt_ping_image(tmp_path_factory):
     return guest_image(tmp_path_factory.mktemp("hvtgate-spt"), "ping", "spt")
 
 
-def _guest(image, *, python_path: bool = False, mac: bytes | None = None, args=("ping",)):
+def _guest(image, *, python_path: bool = False, mac: bytes | None = None, args=("ping",),
+           mem: int | None = None):
     """An hvt guest with net device service0; ``python_path``: calls traced,
     so the gate is closed and the Python handlers serve every hypercall."""
     opts = Solo5Options(nets={"service0": "switch"}, macs={"service0": mac} if mac else {})
     tracer = Tracer(("call", "dev"), [ListSink()]) if python_path else Tracer()
-    return Guest(Image.load(image), BootConfig(args=args, options={"solo5": opts}),
-                 tracer=tracer)
+    sized = {} if mem is None else {"mem_bytes": mem}
+    config = BootConfig(args=args, options={"solo5": opts}, **sized)
+    return Guest(Image.load(image), config, tracer=tracer)
 
 
 def _ping_run(image, count, *, interval=1_000_000, python_path=False, wait_in_place=True,
@@ -121,9 +123,9 @@ def test_cli_ping_same_results_pcap_and_time_traced_or_not(ping_image, tmp_path)
     assert "300 received, 0% packet loss" in runs[0][0][0]
 
 
-def _on_a_switch(image, *, python_path: bool = False):
+def _on_a_switch(image, *, python_path: bool = False, mem: int | None = None):
     """(guest, env, switch): a guest connected to a new switch."""
-    guest = _guest(image, python_path=python_path)
+    guest = _guest(image, python_path=python_path, mem=mem)
     env = simpy.Environment()
     guest.services.env = env
     switch = Switch(env, seed=0)
@@ -336,12 +338,7 @@ _NR = {"walltime": 1, "poll": 3, "net_write": 6, "net_read": 7}
 
 
 def _lab_guest(image, native_first: bool):
-    guest = Guest(Image.load(image), BootConfig(
-        mem_bytes=MEM, options={"solo5": Solo5Options(nets={"service0": "switch"})}))
-    env = simpy.Environment()
-    guest.services.env = env
-    switch = Switch(env, seed=0)
-    guest.personality.connect(switch)
+    guest, env, switch = _on_a_switch(image, mem=MEM)
     sender = Nic(switch, "sender", bytes.fromhex("02000000000a"))
     guest.vcpu.gate.clock.open = int(native_first)
     return guest, env, switch, sender

@@ -212,11 +212,6 @@ uint64_t cg_now(struct gate *g)
     return now_ns(g->clock, *g->retired);
 }
 
-struct clock *cg_clock(struct gate *g)
-{
-    return g->clock;
-}
-
 /* Move the per-call counts out as (nr, count) pairs into out[0 .. 2 *
  * GATE_CALLS) and clear them; returns the number of pairs. */
 int cg_drain(struct gate *g, uint64_t *out)

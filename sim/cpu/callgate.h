@@ -1,5 +1,7 @@
-/* What native code beside the vCPU (a personality's port server) may use
- * of the gate: the running step's clock, read in place. */
+/* What native code above the vCPU (a personality's port server, built as
+ * a library of its own) may use of the gate: the running step's clock,
+ * read in place, and the types of a port server. It calls cg_now through
+ * a pointer Python hands it. */
 #ifndef PICOSIM_CALLGATE_H
 #define PICOSIM_CALLGATE_H
 
@@ -36,6 +38,5 @@ typedef int (*cg_out_server)(void *ctx, uc_engine *uc, uint32_t port, int size,
 
 /* Simulated ns at this instruction (GuestServices.now()). */
 uint64_t cg_now(struct gate *g);
-struct clock *cg_clock(struct gate *g);
 
 #endif

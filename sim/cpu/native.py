@@ -3,10 +3,11 @@ beside this file with the machine's gcc (``make native``).
 
 * ``blockcount.c``: exact instruction accounting (sim/cpu/blockcount.py);
 * ``callgate.c``: clock calls answered inside the emulator, and the plug
-  for a personality's native port server (sim/cpu/callgate.py);
-* ``sim/libos/hvtgate.c``: hvt's port server, the network hypercalls
-  answered inside the emulator (sim/libos/hvtgate.py). It plugs into the
-  gate through ``callgate.h`` only.
+  for a personality's native port server (sim/cpu/callgate.py).
+
+Layers above may build their own native code with :func:`build_library`
+and :func:`load_library` (hvt's port server does: sim/libos/hvtgate.py);
+they reach the gate through ``callgate.h`` and function pointers only.
 
 All are optional: without the library the vCPU uses Python hooks that give
 the same results, more slowly. The library needs only the unicorn headers
@@ -29,10 +30,11 @@ from typing import Any
 import unicorn
 
 _HERE = Path(__file__).resolve().parent
-SOURCES = (_HERE / "blockcount.c", _HERE / "callgate.c", _HERE.parent / "libos" / "hvtgate.c")
+SOURCES = (_HERE / "blockcount.c", _HERE / "callgate.c")
 HEADERS = (_HERE / "callgate.h",)
-_EXT = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
-LIBRARY = _HERE / f"_native{_EXT}"
+INCLUDE = _HERE  # where callgate.h is, for native code above this layer
+EXT = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
+LIBRARY = _HERE / f"_native{EXT}"
 
 _lib: ctypes.CDLL | None = None
 
@@ -43,29 +45,54 @@ def build(force: bool = False) -> Path:
     Raises FileNotFoundError without gcc and CalledProcessError on a
     compile error.
     """
-    newest = max(src.stat().st_mtime for src in (*SOURCES, *HEADERS))
-    if not force and LIBRARY.exists() and LIBRARY.stat().st_mtime >= newest:
-        return LIBRARY
+    return build_library(SOURCES, HEADERS, LIBRARY, force)
+
+
+def build_library(sources: tuple[Path, ...], headers: tuple[Path, ...], library: Path,
+                  force: bool = False) -> Path:
+    """Compile ``sources`` into the shared library ``library`` unless it is
+    newer than every source and header; return its path."""
+    newest = max(src.stat().st_mtime for src in (*sources, *headers))
+    if not force and library.exists() and library.stat().st_mtime >= newest:
+        return library
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise FileNotFoundError("gcc not found: cannot build the vCPU's native hooks")
+        raise FileNotFoundError(f"gcc not found: cannot build {library.name}")
     include = Path(unicorn.__file__).resolve().parent / "include"
-    tmp = LIBRARY.with_name(f"{LIBRARY.stem}.{os.getpid()}.tmp{_EXT}")
-    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include), "-I", str(_HERE),
-           *map(str, SOURCES), "-o", str(tmp)]
+    tmp = library.with_name(f"{library.stem}.{os.getpid()}.tmp{EXT}")
+    cmd = [gcc, "-O2", "-shared", "-fPIC", "-Wall", "-I", str(include), "-I", str(INCLUDE),
+           *map(str, sources), "-o", str(tmp)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-    os.replace(tmp, LIBRARY)  # atomic: a concurrent loader never sees half a file
-    return LIBRARY
+    os.replace(tmp, library)  # atomic: a concurrent loader never sees half a file
+    return library
 
 
 def _stale() -> bool:
+    return stale(SOURCES, HEADERS, LIBRARY)
+
+
+def stale(sources: tuple[Path, ...], headers: tuple[Path, ...], library: Path) -> bool:
     """The library is older than a source beside it (say after a pull): its
     functions may not be the ones the Python side calls."""
     try:
-        built = LIBRARY.stat().st_mtime
-        return any(src.stat().st_mtime > built for src in (*SOURCES, *HEADERS))
+        built = library.stat().st_mtime
+        return any(src.stat().st_mtime > built for src in (*sources, *headers))
     except FileNotFoundError:  # an install without the sources
         return False
+
+
+def load_library(sources: tuple[Path, ...], headers: tuple[Path, ...],
+                 library: Path) -> ctypes.CDLL | None:
+    """``library`` loaded, rebuilt first when stale; None when it is not
+    built, or stale and cannot be rebuilt here (the Python path serves)."""
+    if not library.exists():
+        return None
+    if stale(sources, headers, library):
+        try:
+            build_library(sources, headers, library)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    return ctypes.CDLL(str(library))
 
 
 def load() -> ctypes.CDLL | None:
@@ -73,13 +100,8 @@ def load() -> ctypes.CDLL | None:
     one is rebuilt first, or not used (the Python hooks serve) when that
     cannot be done here."""
     global _lib
-    if _lib is None and LIBRARY.exists():
-        if _stale():
-            try:
-                build()
-            except (OSError, subprocess.CalledProcessError):
-                return None
-        _lib = ctypes.CDLL(str(LIBRARY))
+    if _lib is None:
+        _lib = load_library(SOURCES, HEADERS, LIBRARY)
     return _lib
 
 

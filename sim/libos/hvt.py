@@ -34,6 +34,7 @@ from unicorn import x86_const as X
 
 from sim.cpu.memory import GuestMemoryError
 from sim.cpu.vcpu import Trap
+from sim.libos import hvtgate
 from sim.libos.abi import Dir, Field, Struct
 from sim.libos.dispatch import Block, GuestExit
 from sim.libos.hvtgate import HvtGate
@@ -302,7 +303,7 @@ class HvtPersonality(NetMixin, Personality):
         """The hypercalls answered inside the emulator (hvtgate.py); None
         without the native gate, or while device events are traced (the
         Python handlers emit them)."""
-        if self.s.tracer.wants("dev") or not self.s.vcpu.gate.native:
+        if self.s.tracer.wants("dev") or not self.s.vcpu.gate.native or not hvtgate.available():
             return None
         fast = HvtGate(self.s.vcpu, ((c.nr, c.name, c.args) for c in HYPERCALLS),
                        self.exit_ns, self.net_handles,

@@ -27,6 +27,9 @@
  *
  * Struct layouts are not written here: Python fills in each field's offset
  * from the hypercall declarations in hvt.py.
+ *
+ * This is a library of its own (sim/libos/_hvtgate.so): it reaches the gate
+ * through callgate.h's types and the function pointers Python hands in.
  */
 #include <stdint.h>
 #include <string.h>
@@ -51,6 +54,7 @@ enum { RET_OK = 0, RET_AGAIN = 1 };
 typedef uc_err (*mem_read_fn)(uc_engine *, uint64_t, void *, size_t);
 typedef uc_err (*mem_write_fn)(uc_engine *, uint64_t, const void *, size_t);
 typedef uc_err (*reg_fn)(uc_engine *, int, void *);
+typedef uint64_t (*now_fn)(struct gate *);
 /* Python's wait in place: 0 woken (frames restaged), 1 wait outside the
  * run instead, -1 it raised (and stopped the emulator). */
 typedef int (*wait_fn)(uint64_t timeout_ns);
@@ -71,6 +75,8 @@ struct hg_device {
 /* Mirrors HgState in hvtgate.py. */
 struct hg_state {
     struct gate *gate;
+    struct clock *clock;  /* the gate's clock (Python-owned) */
+    now_fn now;           /* callgate.c's cg_now, handed in like libunicorn's functions */
     mem_read_fn mem_read;
     mem_write_fn mem_write;
     reg_fn reg_read;
@@ -132,9 +138,9 @@ static int walltime(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint
                     const uint16_t *off)
 {
     (void)s;
-    struct clock *c = cg_clock(h->gate);
+    struct clock *c = h->clock;
     c->cost_ns += h->exit_ns; /* charged first, as on_trap does */
-    put64(h, uc, addr, off[F_NSECS], cg_now(h->gate) + c->epoch_ns);
+    put64(h, uc, addr, off[F_NSECS], h->now(h->gate) + c->epoch_ns);
     return CG_SERVED;
 }
 
@@ -154,7 +160,7 @@ static int net_write(struct hg_state *h, uc_engine *uc, uint64_t addr, const uin
     h->tx_used += 8 + (uint32_t)len;
     h->tx_frames++;
     h->dirty++;
-    cg_clock(h->gate)->cost_ns += h->exit_ns;
+    h->clock->cost_ns += h->exit_ns;
     put32(h, uc, addr, off[F_RET], RET_OK);
     return CG_SERVED;
 }
@@ -167,7 +173,7 @@ static int net_read(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint
     if (!d || !in_memory(h, data, room))
         return CG_DECLINED;
     if (d->taken >= d->pending) { /* nothing queued */
-        cg_clock(h->gate)->cost_ns += h->exit_ns;
+        h->clock->cost_ns += h->exit_ns;
         put32(h, uc, addr, off[F_RET], RET_AGAIN);
         return CG_SERVED;
     }
@@ -178,7 +184,7 @@ static int net_read(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint
         return CG_DECLINED;
     d->taken++;
     h->dirty++;
-    cg_clock(h->gate)->cost_ns += h->exit_ns;
+    h->clock->cost_ns += h->exit_ns;
     put64(h, uc, addr, off[F_LEN], len);
     put32(h, uc, addr, off[F_RET], RET_OK);
     return CG_SERVED;
@@ -221,7 +227,7 @@ static int poll(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint8_t 
         uint64_t rip, next;
         if (h->reg_read(uc, UC_X86_REG_RIP, &rip) != UC_ERR_OK || !exit_after(h, rip, &next))
             return CG_DECLINED;
-        cg_clock(h->gate)->cost_ns += h->exit_ns;
+        h->clock->cost_ns += h->exit_ns;
         if (h->wait) {
             int woken = h->wait(timeout);
             if (woken < 0)
@@ -240,7 +246,7 @@ static int poll(struct hg_state *h, uc_engine *uc, uint64_t addr, const uint8_t 
         h->waiting = 1;
         return CG_STOP;
     }
-    cg_clock(h->gate)->cost_ns += h->exit_ns;
+    h->clock->cost_ns += h->exit_ns;
     put64(h, uc, addr, off[F_READY], ready);
     put32(h, uc, addr, off[F_RET], (uint32_t)__builtin_popcountll(ready));
     return CG_SERVED;

@@ -11,6 +11,10 @@ the ABI's reference: with the native library missing, or the gate closed
 (calls, instructions or devices traced), they serve every call and the
 results are the same, byte for byte.
 
+``hvtgate.c`` builds into a library of its own, ``_hvtgate.so`` beside it
+(``make native``; rebuilt on load when stale), and reaches the vCPU's gate
+only through ``callgate.h`` and the function pointers handed in here.
+
 The NIC's queue stays the one truth. Before each run :meth:`stage` copies
 the oldest frames queued on each net device into that device's buffer for
 C; after the run, and before any hypercall Python serves or waits,
@@ -24,11 +28,19 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from sim.cpu import native
 from sim.libos.abi import Struct
+
+_HERE = Path(__file__).resolve().parent
+SOURCES = (_HERE / "hvtgate.c",)
+HEADERS = (native.INCLUDE / "callgate.h",)
+LIBRARY = _HERE / f"_hvtgate{native.EXT}"
+_lib: ctypes.CDLL | None = None
 
 CALLS = 64  # HG_CALLS: ports 0x500 .. 0x53f
 DEVICES = 64  # HG_DEVICES
@@ -73,6 +85,8 @@ class HgState(ctypes.Structure):
 
     _fields_ = [
         ("gate", ctypes.c_void_p),
+        ("clock", ctypes.c_void_p),  # the gate's Clock
+        ("now", ctypes.c_void_p),  # callgate.c's cg_now
         ("mem_read", ctypes.c_void_p),
         ("mem_write", ctypes.c_void_p),
         ("reg_read", ctypes.c_void_p),
@@ -157,13 +171,16 @@ class HvtGate:
     def __init__(self, vcpu: Any, calls: Iterable[tuple[int, str, Struct]], exit_ns: int,
                  devices: dict[int, Any], names: dict[int, str], exits: dict[int, int]):
         self.state = HgState()
-        self._lib = native.load()
+        self._lib = load()
+        vcpu_lib = native.load()
         gate = vcpu.gate.handle
-        if self._lib is None or gate is None:
-            raise RuntimeError("the native library is not built")
+        if self._lib is None or vcpu_lib is None or gate is None:
+            raise RuntimeError("the native libraries are not built")
         st = self.state
         raw = native.uclib()
         st.gate = gate
+        st.clock = ctypes.addressof(vcpu.gate.clock)
+        st.now = native.address(vcpu_lib.cg_now)
         st.mem_read = native.address(raw.uc_mem_read)
         st.mem_write = native.address(raw.uc_mem_write)
         st.reg_read = native.address(raw.uc_reg_read)
@@ -184,7 +201,6 @@ class HvtGate:
             for name, off in offsets.items():
                 st.off[nr][FIELDS.index(name)] = off
         self._devices = devices  # handle -> NetPort
-        self._nics: dict[int, Any] = {}  # handle -> Nic, of the attached devices
         self._staged: list[_Staged] = []  # the attached devices
         self._tx = memoryview(st.tx).cast("B")
         self._vcpu = vcpu
@@ -193,14 +209,13 @@ class HvtGate:
 
     def attach(self) -> None:
         """Mark the devices whose NIC exists (after the switch is connected)."""
-        self._staged, self._nics = [], {}
+        self._staged = []
         for handle, port in self._devices.items():
             slot = self.state.dev[handle]
             if port.nic is not None and 0 <= handle < DEVICES:
                 slot.attached, slot.max_frame = 1, port.nic.max_frame
                 slot.ready_bit = port.index
                 self._staged.append(_Staged(port.nic, slot))
-                self._nics[handle] = port.nic
 
     def stage(self) -> None:
         """Show C the oldest frames queued on each device. (A queue whose
@@ -238,13 +253,13 @@ class HvtGate:
         st = self.state
         tx, pos, end = self._tx, 0, st.tx_used
         st.tx_used = st.tx_frames = 0
-        nics = self._nics
+        devices = self._devices
         while pos < end:
             handle, length = _TX_HEAD.unpack_from(tx, pos)
             pos += 8
             # C checked what NetMixin.send would have (an attached device, a
             # length the NIC takes), and device events are not traced.
-            nics[handle].send(bytes(tx[pos:pos + length]))
+            devices[handle].nic.send(bytes(tx[pos:pos + length]))
             pos += length
 
     def drain(self) -> int:
@@ -292,3 +307,31 @@ class HvtGate:
 
     def close(self) -> None:
         self._vcpu.gate.serve_out(0, 0)
+
+
+def build(force: bool = False) -> Path:
+    """Compile hvtgate.c into _hvtgate.<so> (FileNotFoundError without gcc)."""
+    return native.build_library(SOURCES, HEADERS, LIBRARY, force)
+
+
+def load() -> ctypes.CDLL | None:
+    """The library, loaded once; None when it is not built (or stale and
+    cannot be rebuilt here): hvt's Python handlers then serve every call."""
+    global _lib
+    if _lib is None:
+        _lib = native.load_library(SOURCES, HEADERS, LIBRARY)
+    return _lib
+
+
+def available() -> bool:
+    """True if hvt's native path can be used (both libraries load)."""
+    try:
+        return load() is not None and native.load() is not None
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--build"]:
+        sys.exit("usage: python -m sim.libos.hvtgate --build")
+    print(f"built {build(force=True)}")

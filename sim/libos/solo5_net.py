@@ -81,12 +81,8 @@ class NetMixin:
         return ready
 
     def frame_waiting(self) -> bool:
-        """A frame is queued on some connected port (ready_set() != 0)."""
-        for port in self._ports:
-            nic = port.nic
-            if nic is not None and nic.pending:
-                return True
-        return False
+        """A frame is queued on some connected port."""
+        return self.ready_set() != 0
 
     def net_event(self) -> Any:
         ports = self._ports
