@@ -9,7 +9,10 @@ Run: .venv/bin/python bench/bench_hvt.py [--calls 100000 --frames 5000]
 * what `sim boot ping.hvt --net:service0=switch --ping 10.0.0.2:N` runs:
   the built-in peer pings tests/guests/solo5/ping.c, which
   answers (the CLI's set-up, without its printing; the default interval,
-  1 ms of simulated time, so each echo is over before the next).
+  1 ms of simulated time, so each echo is over before the next); the same
+  ping guest built for spt;
+* BLOCK_WRITE and BLOCK_READ of one 512-byte block in a loop (a read also
+  drops any translated code over the buffer it fills, VCPU.code_changed).
 Wall-clock time of the run (boot excluded), best of --repeat, less the same
 run with one call or one echo (start-up, first translations), per call/echo.
 """
@@ -72,6 +75,21 @@ int main(int argc, char **argv) {
 }
 """
 
+BLOCK_C = """#include <picosim.h>
+#include "solo5_dev.h"
+static unsigned char buf[512];
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atoi(argv[1]) : 1;
+    int reading = argc > 0 && argv[0][0] == 'r';
+    uint64_t h; struct s5_block_info bi;
+    if (s5_block_acquire("storage", &h, &bi) != S5_OK) return 1;
+    for (long i = 0; i < n; i++)
+        if ((reading ? s5_block_read(h, 0, buf, sizeof buf)
+                     : s5_block_write(h, 0, buf, sizeof buf)) != S5_OK) return 2;
+    return 0;
+}
+"""
+
 GUEST_MAC = bytes([2, 0, 0, 0, 0, 2])
 PEER_MAC = bytes([2, 0, 0, 0, 0, 1])
 
@@ -82,8 +100,11 @@ def echo_request() -> bytes:
                     ipv4(bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1]), IPPROTO_ICMP, icmp, 1))
 
 
-def run(image: Path, args: tuple[str, ...], mem: int, net: bool = False) -> tuple[float, Guest]:
+def run(image: Path, args: tuple[str, ...], mem: int, net: bool = False,
+        disk: Path | None = None) -> tuple[float, Guest]:
     opts = Solo5Options(nets={"service0": "switch"}, macs={"service0": GUEST_MAC}) if net else None
+    if disk is not None:
+        opts = Solo5Options(blocks={"storage": str(disk)})
     config = BootConfig(mem_bytes=mem, args=(image.stem, *args),
                         options={"solo5": opts} if opts else {})
     guest = Guest(Image.load(image), config)
@@ -236,6 +257,15 @@ def main() -> None:
         pinged = solo5_build([PING_GUEST], d / "ping.hvt", "hvt", devices=["net:service0"])
         pinged_spt = solo5_build([PING_GUEST], d / "ping.spt", "spt", devices=["net:service0"])
         n = str(a.calls)
+        (d / "blk.c").write_text(BLOCK_C)
+        blk = solo5_build([d / "blk.c"], d / "blk.hvt", "hvt", devices=["block:storage"])
+        disk = d / "disk.img"
+        disk.write_bytes(bytes(1 << 20))
+        blocks = {}
+        for mode in ("write", "read"):
+            base_b, _ = best(lambda m=mode: run(blk, (m, "1"), 64 << 20, disk=disk), a.repeat)
+            wall_b, _ = best(lambda m=mode: run(blk, (m, n), 64 << 20, disk=disk), a.repeat)
+            blocks[mode] = (wall_b - base_b) / (a.calls - 1)
         base_h, _ = best(lambda: run(hvt, ("1",), 64 << 20), a.repeat)
         base_p, _ = best(lambda: run(pico, ("1",), 64 << 20), a.repeat)
         base_n, _ = best(lambda: run(net, ("1",), 64 << 20, net=True), a.repeat)
@@ -269,6 +299,9 @@ def main() -> None:
     print(f"spt guest answers --ping (the same C, as a process):  {a.frames} echoes  "
           f"{per_s * 1e6:6.2f} us/echo  {1 / per_s:10,.0f} echoes/s  ({g_s.crossings} crossings, "
           f"{g_s.retired // a.frames} insns/echo)")
+    print(f"hvt BLOCK_WRITE 512 B:  {a.calls} calls  {blocks['write'] * 1e6:6.2f} us/call")
+    print(f"hvt BLOCK_READ 512 B:   {a.calls} calls  {blocks['read'] * 1e6:6.2f} us/call "
+          f"(also drops translated code over the buffer)")
     for name, rows, wall in (("echo", parts, wall_n), ("--ping", parts_q, wall_q)):
         if rows:
             print(f"where the {name} run's {wall / a.frames * 1e6:.2f} us/echo go:")
