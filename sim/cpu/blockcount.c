@@ -239,6 +239,22 @@ int bc_forget(struct bc_state *st, uint64_t lo, uint64_t hi)
     return table_rebuild(st, st->cap, lo, hi);
 }
 
+/* The host wrote guest memory in [lo, hi): drop Unicorn's translations
+ * there (uc_mem_write keeps them) and the counts of blocks that start there,
+ * rebuilding the table only when there are some. One call from Python
+ * instead of two, and no rebuild for the usual write over plain data.
+ * Returns uc_ctl's status, or -1 when the table cannot be rebuilt. */
+int bc_code_changed(struct bc_state *st, uint64_t lo, uint64_t hi)
+{
+    uc_err err = st->ctl(st->uc, UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), lo, hi);
+    if (err != UC_ERR_OK)
+        return (int)err;
+    for (size_t i = 0; i < st->cap; i++)
+        if (st->tab[i].addr != EMPTY && st->tab[i].addr >= lo && st->tab[i].addr < hi)
+            return table_rebuild(st, st->cap, lo, hi);
+    return 0;
+}
+
 /* Instruction count of a cached block, or -1 if not cached. */
 int64_t bc_cached(struct bc_state *st, uint64_t addr)
 {

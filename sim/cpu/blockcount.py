@@ -132,6 +132,7 @@ _SIGNATURES = {
     "bc_set_runner": (None, [_VP, _VP, _VP]),
     "bc_run": (ctypes.c_int, [_VP, _U64, _U64]),
     "bc_forget": (ctypes.c_int, [_VP, _U64, _U64]),
+    "bc_code_changed": (ctypes.c_int, [_VP, _U64, _U64]),
     "bc_cached": (ctypes.c_int64, [_VP, _U64]),
     "bc_free": (None, [_VP]),
 }
@@ -369,6 +370,21 @@ class InstructionCounter:
         if self._st is not None:
             return self._st.contents.lookups
         return len(self._sizes)
+
+    def code_changed(self, start: int, end: int) -> None:
+        """The host wrote [start, end), which may hold code that ran: drop
+        Unicorn's translations there and the counts of blocks starting there."""
+        if self._st is not None:
+            status = self._lib.bc_code_changed(self._st, start, end)
+            if status == -1:
+                raise MemoryError("cannot rebuild the block table")
+            if status:
+                raise unicorn.UcError(status)
+            for k in [k for k in self._real if start <= k[0] < end]:
+                del self._real[k]
+            return
+        self._uc.ctl_remove_cache(start, end)
+        self.forget(start, end)
 
     def forget(self, start: int, end: int) -> None:
         """Drop cached block sizes for blocks starting in [start, end).

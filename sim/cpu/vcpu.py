@@ -207,8 +207,7 @@ class VCPU:
         vCPU has run: drop its translations and block counts. (Unicorn's
         uc_mem_write leaves them in place, so the old code would run on.)"""
         if end > start:
-            self.uc.ctl_remove_cache(start, end)
-            self.counter.forget(start, end)
+            self.counter.code_changed(start, end)
 
     # -- registers --------------------------------------------------------
     def reg(self, reg_id: int) -> int:
