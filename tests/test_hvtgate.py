@@ -428,3 +428,21 @@ def test_a_call_whose_declaration_changes_shape_stays_in_python():
                                           Field("len", "u64", Dir.INOUT),
                                           Field("ret", "u64", Dir.OUT)))
     assert plan([(7, "net_read", wider), (9, "frobnicate", wider)]) == {}
+
+
+def test_a_poll_past_the_64_bit_clock_blocks_instead_of_waiting_in_place(tmp_path):
+    """A deadline beyond what the guest's 64-bit clock holds is not waited
+    in place: the POLL ends the run and the guest blocks in its runner."""
+    from sim.sdk.solo5 import build_app
+
+    body = ("struct { uint64_t timeout; uint64_t ready; int ret; } p = {1ul << 63, 7, -1};"
+            '__asm__ volatile("outl %%eax, %%dx" :: "a"(&p), "d"(0x503) : "memory");'
+            'printf("ready=%d ret=%d\\n", (int)p.ready, p.ret);')
+    src = tmp_path / "raw.c"
+    src.write_text(_NET_MAIN % body)
+    image = build_app([src], tmp_path / "raw.hvt", "hvt", devices=["net:service0"])
+    guest, env, _switch = _on_a_switch(image)
+    proc = env.process(guest_process(env, guest))
+    env.run(until=proc)
+    assert proc.value.status == 0 and env.now >= 1 << 63
+    assert guest.personality.calls["poll"] == 1
